@@ -1,0 +1,129 @@
+"""SwinUNETR foundation networks: arch helper, legacy patch merging, and the FSEFT checkpoint.
+
+FSEFT (Silva-Rodriguez et al., github.com/jusiro/fewshot-finetuning) pre-trains a Swin-UNETR (feature size 48)
+with a 29-channel sigmoid head on 9 partially labelled CT datasets. Its `fseft.pth` is a `torch.save` of the
+(DistributedDataParallel) state_dict of their own copy of the MONAI 0.9 SwinUNETR (main_pretrain.py), so keys look
+like `module.swinViT.layers1.0.blocks.0.attn.qkv.weight`, `module.encoder1.layer.conv1.conv.weight`,
+`module.classifier.weight`. Their loader (utils/models.py load_weights) also accepts `state_dict`/`net`
+containers and `module.`, `backbone.` and `swin_vit` spellings; fseft_key() applies the same rules, then maps
+`classifier.*` to MONAI's `out.conv.conv.*`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import extract_state_dict, load_state_strict, read_torch_file, remap_keys
+from .labels import FSEFT_LABELS
+from .spec import LEGACY_MERGING, FoundationSpec, Preprocessing, build_network
+
+
+class LegacyPatchMerging(nn.Module):
+    """3D patch merging exactly as in MONAI 0.9 - 1.4 ("merging"), which FSEFT copied and trained with.
+
+    MONAI 1.5 (PR #8285) changed the 8-neighbour order of "merging" (the old one repeats two offsets and skips
+    two), so old checkpoints load into a 1.5 "merging" SwinUNETR without error but compute something else.
+    Same parameters and names as MONAI's PatchMerging (reduction, norm), so state_dict keys are unchanged.
+    """
+
+    # (d, h, w) offsets of x0..x7 in the old code
+    OFFSETS = ((0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 0), (0, 0, 1), (1, 1, 1))
+
+    def __init__(self, dim: int, norm_layer: type[nn.LayerNorm] = nn.LayerNorm, spatial_dims: int = 3) -> None:
+        super().__init__()
+        if spatial_dims != 3:
+            raise ValueError("LegacyPatchMerging is 3D only")
+        self.dim = dim
+        self.reduction = nn.Linear(8 * dim, 2 * dim, bias=False)
+        self.norm = norm_layer(8 * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5:
+            raise ValueError(f"expected a 5D (b, d, h, w, c) tensor, got shape {tuple(x.shape)}")
+        _, d, h, w, _ = x.shape
+        if d % 2 or h % 2 or w % 2:  # never with SwinUNETR (inputs divisible by 32); MONAI's corrected pad order
+            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2, 0, d % 2))
+        x = torch.cat([x[:, i::2, j::2, k::2, :] for i, j, k in self.OFFSETS], -1)
+        return self.reduction(self.norm(x))
+
+
+def swinunetr_arch(out_channels: int, feature_size: int, downsample: str = "merging") -> dict:
+    """JSON-able arch of a 3D single-channel MONAI SwinUNETR (MONAI >= 1.5: no img_size)."""
+    return {
+        "class": "SwinUNETR",
+        "kwargs": {
+            "spatial_dims": 3,
+            "in_channels": 1,
+            "out_channels": out_channels,
+            "feature_size": feature_size,
+            "depths": [2, 2, 2, 2],
+            "num_heads": [3, 6, 12, 24],
+            "norm_name": "instance",
+            "drop_rate": 0.0,
+            "attn_drop_rate": 0.0,
+            "dropout_path_rate": 0.0,
+            "normalize": True,
+            "use_checkpoint": False,
+            "downsample": downsample,
+            "use_v2": False,
+        },
+    }
+
+
+SWIN_TARGETS = (r"qkv$",)  # the fused q/k/v projection of every Swin attention block
+SWIN_HEAD = "out.conv.conv"
+
+FSEFT_SPEC = FoundationSpec(
+    name="fseft-swinunetr",
+    description=(
+        "FSEFT foundation model (Silva-Rodriguez, Dolz, Ben Ayed; MedIA 2025): Swin-UNETR fs48 pre-trained on 2,022 "
+        "CT scans from 9 datasets, 29 classes, one sigmoid per class (no background channel)"
+    ),
+    labels=dict(FSEFT_LABELS),
+    preprocessing=Preprocessing(spacing=(1.5, 1.5, 1.5), hu_window=(-175.0, 250.0), patch=(96, 96, 96)),
+    targets=SWIN_TARGETS,
+    head=SWIN_HEAD,
+    arch=swinunetr_arch(out_channels=len(FSEFT_LABELS), feature_size=48, downsample=LEGACY_MERGING),
+    checkpoint_hint=(
+        "local fseft.pth from the 'FSEFT' row of https://github.com/jusiro/fewshot-finetuning (README, "
+        "2.2 Pre-trained models); pass --checkpoint PATH (CLI) or --conf checkpoint PATH (MONAI Label)"
+    ),
+    background_channel=None,
+    activation="sigmoid",
+)
+
+
+def fseft_key(key: str) -> str:
+    """Map one FSEFT / MONAI-research SwinUNETR checkpoint key to MONAI SwinUNETR's name."""
+    stripped = True
+    while stripped:  # DDP wrapper and CLIP-Driven style `backbone.` prefix, in any order
+        stripped = False
+        for prefix in ("module.", "backbone."):
+            if key.startswith(prefix):
+                key, stripped = key[len(prefix) :], True
+    if key.startswith("swin_vit."):
+        key = "swinViT." + key[len("swin_vit.") :]
+    if key.startswith("classifier."):
+        key = SWIN_HEAD + "." + key[len("classifier.") :]
+    return key.replace(".mlp.fc1.", ".mlp.linear1.").replace(".mlp.fc2.", ".mlp.linear2.")
+
+
+def load_fseft(checkpoint: str | Path | None) -> nn.Module:
+    if checkpoint is None:
+        raise ValueError(
+            "fseft-swinunetr has no default weights: download fseft.pth and pass --conf checkpoint PATH "
+            "(MONAI Label) or --checkpoint PATH (CLI) pointing to it. Source: " + FSEFT_SPEC.checkpoint_hint
+        )
+    path = Path(checkpoint).expanduser()
+    if path.is_dir() and (path / "fseft.pth").is_file():
+        path = path / "fseft.pth"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: FSEFT checkpoint not found (expected the fseft.pth file)")
+    state = remap_keys(extract_state_dict(read_torch_file(path), path), fseft_key, path)
+    model = build_network(FSEFT_SPEC.arch)
+    # relative_position_index buffers are recomputed identically at build time; some exports omit them
+    return load_state_strict(model, state, path, optional=r"relative_position_index$")
