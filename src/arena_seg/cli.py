@@ -1,20 +1,35 @@
-"""`arena-seg` command line: one subcommand per job."""
+"""`arena-seg`: few-shot CT organ segmentation with ARENA adapters, from the command line."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from arena_seg.commands import demo, finetune, phantoms, predict, pretrain
+from arena_seg.errors import InputError
+
+COMMANDS = (phantoms, pretrain, finetune, predict, demo)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arena-seg", description=__doc__)
-    parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand. Bad data or options exit with 2 and one line naming the problem (no usage text)."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"arena-seg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"arena-seg {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

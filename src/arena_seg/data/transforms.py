@@ -1,0 +1,98 @@
+"""MONAI transform pipelines for the paper's CT protocol (orientation, spacing, HU window, crop, patches).
+
+All resampling is MONAI's; nothing here resamples by hand, so inference can invert exactly what training did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from monai import transforms as mt
+
+from arena_seg.models.registry import Preprocessing
+
+
+def _common(pre: Preprocessing, keys: Sequence[str], with_label: bool) -> list:
+    modes = ("bilinear", "nearest") if with_label else ("bilinear",)
+    return [
+        mt.LoadImaged(keys=list(keys), image_only=False),
+        mt.EnsureChannelFirstd(keys=list(keys)),
+        mt.Orientationd(keys=list(keys), axcodes=pre.orientation),
+        mt.Spacingd(keys=list(keys), pixdim=pre.spacing, mode=modes),
+        *_intensity(pre),
+    ]
+
+
+def _intensity(pre: Preprocessing) -> list:
+    if pre.intensity == "nonzero_zscore_minmax":  # what MONAI's wholeBody_ct_segmentation bundle was trained with
+        return [mt.NormalizeIntensityd(keys="image", nonzero=True), mt.ScaleIntensityd(keys="image", minv=-1.0,
+                                                                                        maxv=1.0)]
+    return [mt.ScaleIntensityRanged(keys="image", a_min=pre.hu_window[0], a_max=pre.hu_window[1], b_min=0.0,
+                                    b_max=1.0, clip=True)]
+
+
+def train_transforms(
+    pre: Preprocessing, label_map: dict[int, int], num_samples: int = 6
+) -> mt.Compose:
+    """Training pipeline; MONAI's CacheDataset caches everything before the first random transform.
+
+    ``label_map`` maps the ids found in label files to output channels; ids not in it become background, so a
+    label file with several organs trains only the requested ones.
+    """
+    orig = sorted(label_map)
+    deterministic = [
+        *_common(pre, ("image", "label"), with_label=True),
+        _ZeroUnmapped(keys="label", keep=set(orig)),
+        mt.MapLabelValued(keys="label", orig_labels=orig, target_labels=[label_map[i] for i in orig]),
+        mt.CropForegroundd(keys=["image", "label"], source_key="image", allow_smaller=True, margin=4),
+        mt.SpatialPadd(keys=["image", "label"], spatial_size=pre.patch),
+        mt.EnsureTyped(keys=["image", "label"], track_meta=False),
+    ]
+    random = [
+        mt.RandCropByPosNegLabeld(
+            keys=["image", "label"], label_key="label", spatial_size=pre.patch, pos=1, neg=1,
+            num_samples=num_samples, image_key="image", image_threshold=0,
+        ),
+        mt.RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
+    ]
+    return mt.Compose(deterministic + random)
+
+
+def eval_transforms(pre: Preprocessing, label_map: dict[int, int] | None = None) -> mt.Compose:
+    """Preprocess a whole volume (and optionally its label, mapped to channels) for sliding-window evaluation."""
+    keys = ("image", "label") if label_map is not None else ("image",)
+    steps = _common(pre, keys, with_label=label_map is not None)
+    if label_map is not None:
+        orig = sorted(label_map)
+        steps += [
+            _ZeroUnmapped(keys="label", keep=set(orig)),
+            mt.MapLabelValued(keys="label", orig_labels=orig, target_labels=[label_map[i] for i in orig]),
+        ]
+    return mt.Compose(steps)
+
+
+def infer_transforms(pre: Preprocessing) -> mt.Compose:
+    """Preprocessing of an in-memory volume ({"image": MetaTensor (1, X, Y, Z) with its affine}) for prediction;
+    invertible with ``monai.transforms.Invertd`` back to the input grid."""
+    return mt.Compose(_common(pre, ("image",), with_label=False)[2:])
+
+
+class _ZeroUnmapped(mt.MapTransform):
+    """Set label values that are not requested to background (0) before they are mapped to channels.
+
+    Zeroing first matters: an unrequested organ whose id equals a target channel would otherwise be trained.
+    """
+
+    def __init__(self, keys: str, keep: set[int]) -> None:
+        super().__init__(keys)
+        self.keep = sorted(keep | {0})
+
+    def __call__(self, data: dict) -> dict:
+        import torch
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            lab = d[key]
+            keep = torch.as_tensor(self.keep, dtype=lab.dtype, device=lab.device)
+            d[key] = lab * torch.isin(lab, keep)
+        return d

@@ -1,0 +1,56 @@
+"""Settings of one fine-tuning run, with a documented default for each and validation up front."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from arena_seg.errors import InputError
+from arena_seg.training.methods import METHODS
+
+
+@dataclass
+class FinetuneConfig:
+    """How to fine-tune; every field has the default the CLI, the server and the benchmarks share."""
+
+    method: str = "arena"  #: arena | lora | full | linear | bitfit
+    rank: int = 16  #: initial rank of every adapted layer (ARENA prunes it per layer)
+    lam: float = 1.0  #: l1 weight λ on the gates; the proximal threshold per step is lr·λ
+    alpha: float | None = None  #: update scale = alpha / rank; None means alpha = rank (scale 1)
+    gate_init: float = 1.0  #: value every gate starts at
+    prox: str = "lr"  #: "lr" (threshold lr·λ, proximal gradient) or "fixed" (threshold λ, as SoRA's code)
+    targets: tuple[str, ...] | None = None  #: module-name regexes to adapt; None takes the network's defaults
+    lr: float = 2e-3  #: peak learning rate (AdamW), for adapters, gates and head
+    weight_decay: float = 1e-4  #: AdamW weight decay (never on gates)
+    epochs: int = 40  #: passes over the support set; each volume gives `num_samples` patches per pass
+    warmup_epochs: int = 2  #: linear warm-up before the cosine decay
+    num_samples: int = 4  #: patches per volume per pass (RandCropByPosNegLabel, pos:neg 1:1)
+    val_every: int = 5  #: epochs between validations (when validation volumes exist)
+    patience: int = 4  #: validations without improvement before stopping early
+    seed: int = 0  #: seeds patch sampling, head and adapter initialisation
+    device: str = "auto"  #: auto | cpu | cuda | cuda:N
+    amp: bool = True  #: mixed precision on CUDA (ignored on CPU)
+    extra: dict = field(default_factory=dict)  #: caller's notes, copied to the manifest
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.method not in METHODS:
+            problems.append(f"method must be one of {', '.join(METHODS)} (got {self.method!r})")
+        if not (isinstance(self.rank, int) and self.rank >= 1):
+            problems.append(f"rank must be an integer ≥ 1 (got {self.rank!r})")
+        if not self.lam >= 0:
+            problems.append(f"lam must be ≥ 0 (got {self.lam!r})")
+        if self.prox not in ("lr", "fixed"):
+            problems.append(f"prox must be 'lr' or 'fixed' (got {self.prox!r})")
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0 (got {self.lr!r})")
+        for name in ("epochs", "num_samples", "val_every", "patience"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                problems.append(f"{name} must be an integer ≥ 1 (got {value!r})")
+        if not (isinstance(self.warmup_epochs, int) and self.warmup_epochs >= 0):
+            problems.append(f"warmup_epochs must be an integer ≥ 0 (got {self.warmup_epochs!r})")
+        if problems:
+            raise InputError("; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return asdict(self)

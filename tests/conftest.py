@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny phantoms on disk and a tiny network in arena-seg's own format (seconds to make)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+REAL_CT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-ct" / "abdomen-pelvis-3mm"
+TINY_SPACING = (6.0, 6.0, 6.0)
+TINY_PATCH = (32, 32, 64)  # SwinUNETR needs > 1 voxel at its 1/32 bottleneck to train
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory) -> Path:
+    """Six phantoms at 6 mm (images/, labels/, labels.json): small enough for CPU training in seconds."""
+    from arena_seg.data.phantoms import write_phantoms
+
+    out = tmp_path_factory.mktemp("phantoms")
+    write_phantoms(out, n=6, seed=11, spacing=TINY_SPACING)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_network_dir(tmp_path_factory) -> Path:
+    """A randomly initialised small SwinUNETR for the base organs, saved the way `arena-seg pretrain` saves."""
+    from arena_seg.data.phantoms import BASE_ORGANS
+    from arena_seg.models.registry import Preprocessing, build_network, get_spec, save_network
+
+    spec = get_spec("default")
+    arch = {"class": spec.arch["class"], "kwargs": {**spec.arch["kwargs"], "out_channels": len(BASE_ORGANS) + 1}}
+    torch.manual_seed(0)
+    net = build_network(arch)
+    out = tmp_path_factory.mktemp("tiny") / "network"
+    pre = Preprocessing(spacing=TINY_SPACING, patch=TINY_PATCH)
+    save_network(net, out, name="default", arch=arch, labels={n: i + 1 for i, n in enumerate(BASE_ORGANS)},
+                 preprocessing=pre, targets=spec.targets, head=spec.head)
+    return out
+
+
+@pytest.fixture()
+def tiny_default(tiny_network_dir, monkeypatch) -> Path:
+    """Make the registry's `default` model resolve to the tiny network."""
+    monkeypatch.setenv("ARENA_SEG_DEFAULT_MODEL", str(tiny_network_dir))
+    return tiny_network_dir
