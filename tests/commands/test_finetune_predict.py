@@ -67,3 +67,17 @@ def test_predict_default_foundation_keeps_grid_and_names(phantom_dir, tiny_defau
     names = json.loads((tmp_path / "sub" / "mask.json").read_text())
     assert list(names) == ["liver", "spleen", "kidney_right", "kidney_left", "aorta", "stomach"]
     assert nib.load(out).shape == nib.load(image).shape
+
+
+def test_evaluate_scores_a_finetuned_model(phantom_dir, tiny_default, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _finetune(phantom_dir, out, "linear") == 0
+    images = sorted((phantom_dir / "images").glob("*.nii.gz"))[4:]
+    labels = sorted((phantom_dir / "labels").glob("*.nii.gz"))[4:]
+    scores = tmp_path / "scores.json"
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out), "--images", *map(str, images), "--labels", *map(str, labels),
+                 "--json", str(scores)]) == 0
+    dice = json.loads(scores.read_text())["dice"]
+    assert list(dice) == ["gallbladder"] and 0.0 <= dice["gallbladder"] <= 1.0
+    assert capsys.readouterr().out.startswith("gallbladder\t")

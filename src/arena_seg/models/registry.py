@@ -46,7 +46,9 @@ DEFAULT_SPEC = FoundationSpec(
     preprocessing=Preprocessing(spacing=(3.0, 3.0, 3.0), patch=(64, 64, 64)),
     targets=SWIN_TARGETS,
     head=SWIN_HEAD,
-    arch=swinunetr_arch(out_channels=1 + len(DEFAULT_LABELS), feature_size=12),
+    # one Swin block per stage and 4³ windows: about 4× cheaper than the stock 7³ on a CPU (a 64³ training step
+    # with 4 patches took 4.6 s instead of 16 s on 2 cores), and every stage keeps its qkv layer for ARENA
+    arch=swinunetr_arch(out_channels=1 + len(DEFAULT_LABELS), feature_size=12, depths=(1, 1, 1, 1), window_size=4),
     checkpoint_hint=f"arena-seg's own network folder, ${DEFAULT_MODEL_ENV} or <repo>/sample-data/default",
 )
 

@@ -51,7 +51,13 @@ class LegacyPatchMerging(nn.Module):
         return self.reduction(self.norm(x))
 
 
-def swinunetr_arch(out_channels: int, feature_size: int, downsample: str = "merging") -> dict:
+def swinunetr_arch(
+    out_channels: int,
+    feature_size: int,
+    downsample: str = "merging",
+    depths: tuple[int, ...] = (2, 2, 2, 2),
+    window_size: int = 7,
+) -> dict:
     """JSON-able arch of a 3D single-channel MONAI SwinUNETR (MONAI >= 1.5: no img_size)."""
     return {
         "class": "SwinUNETR",
@@ -60,7 +66,8 @@ def swinunetr_arch(out_channels: int, feature_size: int, downsample: str = "merg
             "in_channels": 1,
             "out_channels": out_channels,
             "feature_size": feature_size,
-            "depths": [2, 2, 2, 2],
+            "depths": list(depths),
+            "window_size": window_size,
             "num_heads": [3, 6, 12, 24],
             "norm_name": "instance",
             "drop_rate": 0.0,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from monai.data import CacheDataset, DataLoader, list_data_collate
+from monai.data import CacheDataset, DataLoader, MetaTensor, list_data_collate
 from monai.losses import DiceCELoss
 from monai.utils import set_determinism
 from torch import nn
@@ -108,7 +108,8 @@ def finetune(
         model.train()
         losses = []
         for batch in loader:
-            image, label = batch["image"].to(device), batch["label"].to(device)
+            # plain tensors: MetaTensor's per-op metadata bookkeeping buys nothing inside the network
+            image, label = _plain(batch["image"]).to(device), _plain(batch["label"]).to(device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, enabled=amp):
                 loss = loss_fn(model(image), label)
@@ -161,6 +162,10 @@ def finetune(
 def merged_copy(model: nn.Module) -> nn.Module:
     """A plain network with every adapter folded in; ``model`` itself keeps its adapters."""
     return adapters.merge(copy.deepcopy(model).cpu())
+
+
+def _plain(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.as_tensor() if isinstance(tensor, MetaTensor) else tensor
 
 
 def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
