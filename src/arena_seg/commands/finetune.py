@@ -25,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default=d.method, help=f"arena, lora, full, linear or bitfit (default {d.method})")
     p.add_argument("--rank", type=int, default=d.rank, help=f"initial rank (default {d.rank})")
     p.add_argument("--lam", type=float, default=d.lam, help=f"l1 weight on the gates (default {d.lam})")
+    p.add_argument("--gate-lr-mult", type=float, default=d.gate_lr_mult,
+                   help=f"gate learning rate = lr × this (default {d.gate_lr_mult:g})")
+    p.add_argument("--prox", default=d.prox, help="proximal threshold: lr (lr·λ per step) or fixed (λ per step)")
     p.add_argument("--targets", nargs="+", default=None, help="module-name regexes to adapt (default: the model's)")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from arena_seg.training.outputs import save_run
 
     config = FinetuneConfig(method=args.method, rank=args.rank, lam=args.lam, epochs=args.epochs, lr=args.lr,
+                            gate_lr_mult=args.gate_lr_mult, prox=args.prox,
                             num_samples=args.num_samples, seed=args.seed, device=args.device,
                             targets=tuple(args.targets) if args.targets else None)
     organs = parse_organs(args.label, args.labels)

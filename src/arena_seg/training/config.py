@@ -14,14 +14,19 @@ class FinetuneConfig:
 
     method: str = "arena"  #: arena | lora | full | linear | bitfit
     rank: int = 16  #: initial rank of every adapted layer (ARENA prunes it per layer)
-    lam: float = 1.0  #: l1 weight λ on the gates; the proximal threshold per step is lr·λ
+    lam: float = 0.5  #: l1 weight λ on the gates; the proximal threshold per step is gate lr·λ (see below)
     alpha: float | None = None  #: update scale = alpha / rank; None means alpha = rank (scale 1)
     gate_init: float = 1.0  #: value every gate starts at
     prox: str = "lr"  #: "lr" (threshold lr·λ, proximal gradient) or "fixed" (threshold λ, as SoRA's code)
     targets: tuple[str, ...] | None = None  #: module-name regexes to adapt; None takes the network's defaults
-    lr: float = 2e-3  #: peak learning rate (AdamW), for adapters, gates and head
+    lr: float = 2e-3  #: peak learning rate (AdamW) of adapters and head
+    #: gates learn at lr × gate_lr_mult. AdamW moves a gate by about its lr per step whatever the gradient's size,
+    #: so with the "lr" proximal step a gate survives only while its gradient's sign is consistent enough
+    #: (|mean/RMS| > λ): λ in (0, 1) is a threshold on that consistency, and the faster gate lr lets unneeded
+    #: ranks reach zero within a few hundred steps, as a CPU run has
+    gate_lr_mult: float = 10.0
     weight_decay: float = 1e-4  #: AdamW weight decay (never on gates)
-    epochs: int = 40  #: passes over the support set; each volume gives `num_samples` patches per pass
+    epochs: int = 20  #: passes over the support set; each volume gives `num_samples` patches per pass
     warmup_epochs: int = 2  #: linear warm-up before the cosine decay
     num_samples: int = 4  #: patches per volume per pass (RandCropByPosNegLabel, pos:neg 1:1)
     val_every: int = 5  #: epochs between validations (when validation volumes exist)
@@ -43,6 +48,8 @@ class FinetuneConfig:
             problems.append(f"prox must be 'lr' or 'fixed' (got {self.prox!r})")
         if not self.lr > 0:
             problems.append(f"lr must be > 0 (got {self.lr!r})")
+        if not self.gate_lr_mult > 0:
+            problems.append(f"gate_lr_mult must be > 0 (got {self.gate_lr_mult!r})")
         for name in ("epochs", "num_samples", "val_every", "patience"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):

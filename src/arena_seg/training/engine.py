@@ -90,7 +90,8 @@ def finetune(
     dataset = CacheDataset(train, transform=transform, cache_rate=1.0, num_workers=0, progress=False)
     loader = DataLoader(dataset, batch_size=1, shuffle=True, num_workers=0, collate_fn=list_data_collate,
                         generator=torch.Generator().manual_seed(config.seed))
-    optimizer = torch.optim.AdamW(methods.parameter_groups(model, config.lr, config.weight_decay))
+    optimizer = torch.optim.AdamW(methods.parameter_groups(model, config.lr, config.weight_decay,
+                                                           config.lr * config.gate_lr_mult))
     steps = config.epochs * len(loader)
     scheduler = warmup_cosine(optimizer, steps, config.warmup_epochs * len(loader))
     gate_group = next((g for g in optimizer.param_groups if g.get("name") == "gates"), None)

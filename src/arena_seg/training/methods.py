@@ -52,8 +52,8 @@ def prepare(
     return []
 
 
-def parameter_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
-    """AdamW groups: gates get no weight decay (the l1 proximal step is their only regulariser)."""
+def parameter_groups(model: nn.Module, lr: float, weight_decay: float, gate_lr: float | None = None) -> list[dict]:
+    """AdamW groups: gates (own lr, default ``lr``) get no weight decay: the l1 proximal step is their regulariser."""
     gates, others = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -61,5 +61,5 @@ def parameter_groups(model: nn.Module, lr: float, weight_decay: float) -> list[d
         (gates if name.endswith("gate") else others).append(param)
     groups = [{"params": others, "lr": lr, "weight_decay": weight_decay, "name": "weights"}]
     if gates:
-        groups.append({"params": gates, "lr": lr, "weight_decay": 0.0, "name": "gates"})
+        groups.append({"params": gates, "lr": gate_lr or lr, "weight_decay": 0.0, "name": "gates"})
     return groups
