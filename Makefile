@@ -5,7 +5,6 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-RUN_DIR ?= runs/sample
 
 .PHONY: install run test lint bench clean
 
@@ -21,13 +20,15 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/arena-seg demo --out $(RUN_DIR)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/arena-seg serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests apps
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -r requirements-bench.txt
+	$(VENV)/bin/arena-seg bench fewshot --quick --out benchmarks/fewshot-quick
 	$(VENV)/bin/arena-seg bench speed --out benchmarks/speed
 
 clean:

@@ -1,0 +1,119 @@
+"""The app's ``--conf`` options, parsed and checked once at start (the README's table lists the same keys)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from arena_seg.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+#: --conf keys and their meaning; the README's table is written from these
+CONF_KEYS: dict[str, str] = {
+    "foundation": "foundation network: default, fseft-swinunetr, monai-wholebody or a network folder",
+    "checkpoint": "weights for fseft-swinunetr (fseft.pth) or monai-wholebody (bundle folder)",
+    "labels": "organ(s) the arena trainer learns, comma-separated; ids 1..n in this order",
+    "version": "version served by infer `arena` (default: latest)",
+    "model_dir": "folder of the versions (default: <app>/model)",
+    "device": "auto, cpu, cuda or cuda:N for inference (default auto)",
+    "epochs": "default max_epochs shown in the train options (default 20)",
+}
+#: keys that monailabel itself reads from --conf
+_FRAMEWORK_KEYS = {"server_mode", "auth_token"}
+
+
+@dataclass(frozen=True)
+class AppConf:
+    """What the server was started with."""
+
+    app_dir: Path
+    foundation: str = "default"
+    checkpoint: str | None = None
+    labels: tuple[str, ...] = ()
+    version: str | None = None
+    model_dir: Path | None = None
+    device: str = "auto"
+    epochs: int = 20
+
+    @property
+    def arena_dir(self) -> Path:
+        """Where versions, the ``latest`` link and train_stats.json live."""
+        return (self.model_dir or self.app_dir / "model") / "arena"
+
+    @property
+    def organs(self) -> dict[str, int]:
+        """{organ: id in the stored (normalised) label files}: 1..n in ``labels`` order."""
+        return {name: i + 1 for i, name in enumerate(self.labels)}
+
+    @classmethod
+    def from_conf(cls, conf: dict[str, str], app_dir: str | Path) -> AppConf:
+        """Parse ``--conf`` pairs; a bad value raises :class:`InputError` naming the key."""
+        from arena_seg.models.registry import list_foundations
+
+        unknown = sorted(set(conf) - set(CONF_KEYS) - _FRAMEWORK_KEYS)
+        if unknown:
+            logger.warning("ignoring unknown --conf keys %s; known: %s", unknown, ", ".join(CONF_KEYS))
+        foundation = str(conf.get("foundation") or "default").strip()
+        if foundation not in list_foundations() and not (Path(foundation) / "network.json").is_file() and not (
+            Path(foundation) / "network" / "network.json"
+        ).is_file():
+            raise InputError(f"--conf foundation {foundation!r}: give one of {', '.join(list_foundations())} or a "
+                             "folder holding network.json")
+        labels = tuple(s.strip() for s in str(conf.get("labels") or "").split(",") if s.strip())
+        if len(set(labels)) != len(labels):
+            raise InputError(f"--conf labels {conf.get('labels')!r}: an organ is named twice")
+        if len(labels) > 254:
+            raise InputError("--conf labels: at most 254 organs")
+        try:
+            epochs = int(conf.get("epochs") or 20)
+        except ValueError:
+            raise InputError(f"--conf epochs {conf.get('epochs')!r}: give an integer ≥ 1") from None
+        if epochs < 1:
+            raise InputError(f"--conf epochs {epochs}: give an integer ≥ 1")
+        model_dir = conf.get("model_dir")
+        return cls(
+            app_dir=Path(app_dir),
+            foundation=foundation,
+            checkpoint=conf.get("checkpoint") or None,
+            labels=labels,
+            version=(conf.get("version") or "").strip() or None,
+            model_dir=Path(model_dir).expanduser().resolve() if model_dir else None,
+            device=str(conf.get("device") or "auto"),
+            epochs=epochs,
+        )
+
+
+def norm_name(name: str) -> str:
+    """Organ names match case-, space- and underscore-insensitively ("Inferior vena cava" = inferior_vena_cava)."""
+    return "_".join(str(name).strip().lower().replace("-", " ").replace("_", " ").split())
+
+
+def resolve_device(name: str | None, default: str = "auto") -> str:
+    """A torch device string for a request's ``device`` (MONAI Label may send a GPU's name: that means cuda)."""
+    import torch
+
+    name = (name or default or "auto").strip()
+    cuda = torch.cuda.is_available()
+    if name == "auto":
+        return "cuda" if cuda else "cpu"
+    if name == "cpu":
+        return "cpu"
+    if name == "cuda" or name.startswith("cuda:"):
+        if not cuda:
+            raise InputError(f"device {name!r}: this server has no GPU; use cpu or auto")
+        index = name.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise InputError(f"device {name!r}: this server has {torch.cuda.device_count()} GPU(s)")
+        return name
+    if cuda and any(name.startswith(torch.cuda.get_device_name(i)) for i in range(torch.cuda.device_count())):
+        return "cuda"
+    raise InputError(f"device {name!r}: give auto, cpu, cuda or cuda:N")
+
+
+def device_choices() -> list[str]:
+    """Choices offered in Slicer's options table (it sends the first one shown)."""
+    import torch
+
+    return ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]

@@ -1,0 +1,88 @@
+"""A local datastore that checks every final label against its image before anything is written.
+
+Stock ``LocalDatastore.save_label`` copies the uploaded file into ``labels/final`` first and only then calls the
+app's ``on_save_label``; a wrong label would already be stored. Here the label is read, fitted to the image's grid,
+mapped to the configured organs (:mod:`lib.labels`) and only then written, as a normalised uint8 NIfTI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any
+
+import nibabel as nib
+from fastapi import HTTPException
+from monailabel.datastore.local import LocalDatastore
+from monailabel.interfaces.datastore import DefaultLabelTag
+
+from arena_seg.data.volumes import read_volume
+from lib.errors import http_errors
+from lib.labels import normalise_label, read_label
+
+logger = logging.getLogger(__name__)
+
+
+class ArenaDatastore(LocalDatastore):
+    """LocalDatastore whose final labels are validated and stored as ids 1..n of ``organs``."""
+
+    def __init__(self, *args: Any, organs: tuple[str, ...] = (), **kwargs: Any) -> None:
+        self.organs = tuple(organs)
+        super().__init__(*args, **kwargs)
+
+    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
+        """Validate, normalise and store a label; a bad one raises HTTPException 4xx and leaves no file behind."""
+        if label_tag != DefaultLabelTag.FINAL.value:  # inference results (tag "original") are stored as they are
+            self._require_image(image_id)
+            return super().save_label(image_id, label_filename, label_tag, label_info)
+        image_path = self._require_image(image_id)
+        info = dict(label_info or {})
+        with http_errors():
+            image = read_volume(image_path)
+            array, found = normalise_label(image, read_label(label_filename), list(self.organs),
+                                           info.get("label_info"))
+        info.update(found)
+        fd, tmp = tempfile.mkstemp(suffix=".nii.gz")
+        os.close(fd)
+        try:
+            img = nib.Nifti1Image(array, image.affine)
+            img.set_qform(image.affine, code=1)
+            img.set_sform(image.affine, code=1)
+            nib.save(img, tmp)
+            self._drop_other_final(image_id)
+            label_id = super().save_label(image_id, tmp, label_tag, info)
+        finally:
+            os.unlink(tmp)
+        logger.info("saved final label of %s: %s voxels (%s)", image_id, found["arena_voxels"], found["arena_source"])
+        return label_id
+
+    def _require_image(self, image_id: str) -> str:
+        path = self.get_image_uri(image_id)
+        if not path or not os.path.isfile(path):
+            raise HTTPException(status_code=404, detail=f"image {image_id!r} is not in the datastore; upload it "
+                                                        "first or give an id from /datastore")
+        return path
+
+    def _drop_other_final(self, image_id: str) -> None:
+        """Remove a final label of another extension (e.g. one put there by hand), so one label file remains."""
+        current = self.get_label_uri(image_id, DefaultLabelTag.FINAL.value)
+        if current and not current.endswith(".nii.gz") and os.path.isfile(current):
+            os.unlink(current)
+
+    def training_items(self) -> tuple[list[dict], list[str]]:
+        """Final labels usable with the current organs: [{"id", "image", "label"}], and the ids skipped (labels
+        stored while the server learnt other organs). Labels put on disk by hand carry ids 1..n by contract."""
+        wanted = {o: i + 1 for i, o in enumerate(self.organs)}
+        items, skipped = [], []
+        for image_id in sorted(self.get_labeled_images()):
+            info = self.get_label_info(image_id, DefaultLabelTag.FINAL.value) or {}
+            stored = info.get("arena_labels")
+            if stored is not None and stored != wanted:
+                skipped.append(image_id)
+                continue
+            image = self.get_image_uri(image_id)
+            label = self.get_label_uri(image_id, DefaultLabelTag.FINAL.value)
+            if image and label and os.path.isfile(image) and os.path.isfile(label):
+                items.append({"id": image_id, "image": image, "label": label})
+        return items, skipped

@@ -1,0 +1,114 @@
+"""Options of the `arena` trainer: what Slicer shows (``/info`` → ``trainers.arena.config``) and their checks.
+
+Slicer's options table sends every key of the config back with POST /train/arena (the first item of a list,
+numbers typed like the defaults). Everything is checked in the request path, before a task is submitted, and a
+bad value is answered 400 with the option's name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from arena_seg.errors import InputError
+from arena_seg.training.config import FinetuneConfig
+from arena_seg.training.methods import METHODS
+from lib.conf import AppConf, device_choices, resolve_device
+
+#: keys MONAI Label or its clients add to a train request; accepted and ignored
+FRAMEWORK_KEYS = frozenset({"model", "client_id", "gpus", "multi_gpu", "local_rank", "bundle_path", "name"})
+
+
+def default_options(conf: AppConf) -> dict[str, Any]:
+    """The trainer's config as /info shows it (lists: the first item is the default)."""
+    d = FinetuneConfig()
+    return {
+        "max_epochs": conf.epochs,
+        "method": list(METHODS),
+        "rank": d.rank,
+        "lam": d.lam,
+        "lr": d.lr,
+        "val_split": 0.2,
+        "num_samples": d.num_samples,
+        "seed": d.seed,
+        "device": ["auto", *device_choices()],
+    }
+
+
+@dataclass
+class TrainOptions:
+    """A checked request: the engine's config and how many labelled scans to hold out for validation."""
+
+    config: FinetuneConfig
+    val_split: float
+    values: dict[str, Any]
+
+
+def _as_int(key: str, value: Any, low: int) -> int:
+    if isinstance(value, bool):
+        raise InputError(f"train option {key}: give an integer ≥ {low} (got {value!r})")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"train option {key}: give an integer ≥ {low} (got {value!r})") from None
+    if not number.is_integer() or number < low:
+        raise InputError(f"train option {key}: give an integer ≥ {low} (got {value!r})")
+    return int(number)
+
+
+def _as_float(key: str, value: Any, low: float, high: float | None = None, open_low: bool = False) -> float:
+    bounds = f"{'>' if open_low else '≥'} {low:g}" + (f" and < {high:g}" if high is not None else "")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"train option {key}: give a number {bounds} (got {value!r})") from None
+    if isinstance(value, bool) or not math.isfinite(number) or number < low or (open_low and number == low) or (
+        high is not None and number >= high
+    ):
+        raise InputError(f"train option {key}: give a number {bounds} (got {value!r})")
+    return number
+
+
+def parse_options(request: dict[str, Any], conf: AppConf) -> TrainOptions:
+    """Check a train request (defaults for what it leaves out); raises InputError naming the bad option."""
+    defaults = default_options(conf)
+    unknown = sorted(k for k in request if k not in defaults and k not in FRAMEWORK_KEYS)
+    if unknown:
+        raise InputError(f"unknown train option(s) {', '.join(unknown)}; the options are {', '.join(defaults)}")
+    merged = {k: (v[0] if isinstance(v, list) else v) for k, v in defaults.items()}
+    for key, value in request.items():
+        if key in defaults:
+            merged[key] = value[0] if isinstance(value, list) and value else value
+    method = str(merged["method"]).strip().lower()
+    if method not in METHODS:
+        raise InputError(f"train option method: give one of {', '.join(METHODS)} (got {merged['method']!r})")
+    device = str(merged["device"])
+    resolve_device(device)  # raises when e.g. cuda is asked for on a CPU server
+    values = {
+        "max_epochs": _as_int("max_epochs", merged["max_epochs"], 1),
+        "method": method,
+        "rank": _as_int("rank", merged["rank"], 1),
+        "lam": _as_float("lam", merged["lam"], 0.0),
+        "lr": _as_float("lr", merged["lr"], 0.0, 1.0, open_low=True),
+        "val_split": _as_float("val_split", merged["val_split"], 0.0, 1.0),
+        "num_samples": _as_int("num_samples", merged["num_samples"], 1),
+        "seed": _as_int("seed", merged["seed"], 0),
+        "device": device,
+    }
+    config = FinetuneConfig(method=method, rank=values["rank"], lam=values["lam"], lr=values["lr"],
+                            epochs=values["max_epochs"], num_samples=values["num_samples"], seed=values["seed"],
+                            device=device, warmup_epochs=min(2, values["max_epochs"] - 1))
+    return TrainOptions(config=config, val_split=values["val_split"], values=values)
+
+
+def split_items(items: list[dict], val_split: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Hold out floor(n·val_split) scans for validation (at least one stays for training); seeded."""
+    import random
+
+    n_val = min(int(len(items) * val_split), len(items) - 1)
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    val = [items[i] for i in sorted(order[:n_val])]
+    train = [items[i] for i in sorted(order[n_val:])]
+    return train, val

@@ -1,0 +1,116 @@
+"""Model versions of the arena trainer: one folder per finished run and a ``latest`` link that moves atomically.
+
+Layout under ``<model_dir>/arena``::
+
+    versions/v001/   adapter.safetensors, adapter.json, network/ (merged), manifest.json, tensorboard/
+    versions/v002/
+    latest -> versions/v002      (a relative symlink, replaced with os.replace: readers never see it half-moved)
+    versions/.stage-v003/        a run in progress (or killed); never served, removed by the next run
+
+A run writes into its stage folder; only when it ends well is the folder renamed to its id and ``latest`` moved.
+A failed or killed run therefore never replaces a good model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from lib.errors import NoAdaptedModelError, UnknownVersionError
+
+_ID = re.compile(r"v(\d{3,})")
+_STAGE = ".stage-"
+
+
+class VersionStore:
+    """Versions under ``root`` (``<model_dir>/arena``)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.versions_dir = self.root / "versions"
+        self.latest_link = self.root / "latest"
+
+    def list(self) -> list[str]:
+        """Finished version ids, oldest first."""
+        if not self.versions_dir.is_dir():
+            return []
+        ids = [p.name for p in self.versions_dir.iterdir() if _ID.fullmatch(p.name) and p.is_dir()]
+        return sorted(ids, key=lambda v: int(v[1:]))
+
+    def latest(self) -> str | None:
+        """Id that ``latest`` points to, or None before the first good run."""
+        try:
+            target = os.readlink(self.latest_link)
+        except OSError:
+            return None
+        name = Path(target).name
+        return name if (self.versions_dir / name).is_dir() else None
+
+    def resolve(self, ref: str | None = None) -> tuple[str, Path]:
+        """(id, folder) of ``ref``: a version id, or None / "latest" for the latest one."""
+        if ref in (None, "", "latest"):
+            latest = self.latest()
+            if latest is None:
+                raise NoAdaptedModelError("no adapted model yet: save final labels of the configured organ(s) on at "
+                                     "least one scan, then run the `arena` trainer (Train in Slicer)")
+            return latest, self.versions_dir / latest
+        ref = str(ref).strip()
+        if not _ID.fullmatch(ref) or not (self.versions_dir / ref).is_dir():
+            known = ", ".join(self.list()) or "none yet"
+            raise UnknownVersionError(f"version {ref!r} does not exist; versions: {known}")
+        return ref, self.versions_dir / ref
+
+    def manifest(self, version: str) -> dict:
+        """The manifest.json of a finished version."""
+        _, folder = self.resolve(version)
+        return json.loads((folder / "manifest.json").read_text())
+
+    @contextlib.contextmanager
+    def new_version(self) -> Iterator[tuple[str, Path]]:
+        """Yield (id, stage folder) for a run; on a clean exit the folder becomes ``versions/<id>`` and ``latest``
+        points to it. On any exception (or a kill) the stage is discarded and ``latest`` does not move."""
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_stages()
+        version, stage = self._claim()
+        try:
+            yield version, stage
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        final = self.versions_dir / version
+        os.rename(stage, final)
+        self._point_latest(version)
+
+    def _claim(self) -> tuple[str, Path]:
+        names = [p.name.removeprefix(_STAGE) for p in self.versions_dir.iterdir()]
+        numbers = [int(m.group(1)) for m in map(_ID.fullmatch, names) if m]
+        n = max(numbers, default=0) + 1
+        while True:  # mkdir is atomic: two runs never get the same id
+            version = f"v{n:03d}"
+            stage = self.versions_dir / f"{_STAGE}{version}"
+            try:
+                stage.mkdir()
+            except FileExistsError:
+                n += 1
+                continue
+            if (self.versions_dir / version).exists():
+                stage.rmdir()
+                n += 1
+                continue
+            return version, stage
+
+    def _point_latest(self, version: str) -> None:
+        tmp = self.root / f".latest.{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.symlink(Path("versions") / version, tmp)
+        os.replace(tmp, self.latest_link)  # atomic on POSIX: readers see the old or the new target
+
+    def _remove_stale_stages(self) -> None:
+        for path in self.versions_dir.glob(f"{_STAGE}*"):
+            shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,114 @@
+"""arena-seg's MONAI Label app: `monailabel start_server --app apps/arena_seg --studies DIR [--conf k v ...]`.
+
+Models (lib/configs): `foundation` (infer) and `arena` (infer, trainer, strategy `uncertainty`); strategies
+`random` and `first` as well. The app checks requests that stock MONAI Label would accept and fail on later
+(unknown model, bad image id, bad label, bad train options) and answers them 4xx with a message.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import lib.configs.arena
+import lib.configs.foundation
+from fastapi import HTTPException
+from lib.conf import AppConf
+from lib.datastore import ArenaDatastore
+from lib.errors import http_errors
+from lib.guards import CpuSafeBatchInfer, install_train_checks
+from lib.models import ModelCache
+from lib.requests import resolve_image
+from lib.versions import VersionStore
+from monailabel.config import settings
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.config import TaskConfig
+from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.strategy import Strategy
+from monailabel.interfaces.tasks.train import TrainTask
+from monailabel.tasks.activelearning.first import First
+from monailabel.tasks.activelearning.random import Random
+
+import arena_seg
+
+logger = logging.getLogger(__name__)
+
+
+class ArenaSegApp(MONAILabelApp):
+    """Foundation segmentation plus few-shot ARENA fine-tuning with versioned models."""
+
+    def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        self.arena_conf = AppConf.from_conf(conf or {}, app_dir)
+        self.versions = VersionStore(self.arena_conf.arena_dir)
+        self.models = ModelCache(self.arena_conf, self.versions)
+        self.configs: dict[str, TaskConfig] = {"foundation": lib.configs.foundation.Foundation(),
+                                               "arena": lib.configs.arena.Arena()}
+        for name, config in self.configs.items():
+            config.init(name, str(self.arena_conf.arena_dir.parent), conf or {}, None, models=self.models)
+        super().__init__(app_dir=app_dir, studies=studies, conf=conf or {}, name="arena-seg",
+                         description="CT organ segmentation with a foundation network and few-shot ARENA adaptation",
+                         version=arena_seg.__version__)
+
+    def init_datastore(self) -> Datastore:
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        return ArenaDatastore(self.studies, extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+                              auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+                              read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY, organs=self.arena_conf.labels)
+
+    def init_infers(self) -> dict[str, InferTask]:
+        return {name: config.infer() for name, config in self.configs.items()}
+
+    def init_trainers(self) -> dict[str, TrainTask]:
+        return {name: t for name, config in self.configs.items() if (t := config.trainer())}
+
+    def init_strategies(self) -> dict[str, Strategy]:
+        return {"random": Random(), "first": First(), **self.configs["arena"].strategy()}
+
+    def init_batch_infer(self) -> CpuSafeBatchInfer:
+        return CpuSafeBatchInfer()
+
+    def on_init_complete(self) -> None:
+        super().on_init_complete()
+        install_train_checks(self.check_train)  # only the server process has endpoints to guard
+
+    def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
+        """Stock infer, with 404 for an unknown model or image and the image resolved through the datastore."""
+        model = request.get("model")
+        if model not in self._infers:
+            raise HTTPException(status_code=404, detail=f"unknown model {model!r}; models: {', '.join(self._infers)}")
+        datastore = datastore or self.datastore()
+        request = copy.deepcopy(request)
+        image_id, save = request.get("image"), False
+        if isinstance(image_id, str):
+            path, is_id = resolve_image(image_id, datastore, getattr(self._sessions, "store_path", None))
+            save, request["image"], request["save_label"] = bool(request.get("save_label")) and is_id, path, False
+        with http_errors():
+            result = super().infer(request, datastore)
+            if save and result.get("file"):
+                tag = request.get("label_tag", DefaultLabelTag.ORIGINAL)
+                result["label"] = datastore.save_label(image_id, result["file"], tag,
+                                                       {"model": model, "params": result.get("params")})
+        return result
+
+    def check_train(self, model: str, params: dict[str, Any]) -> None:
+        """Answer 4xx now for what the training subprocess would fail on later."""
+        if model not in self._trainers:
+            raise HTTPException(status_code=404, detail=f"unknown trainer {model!r}; trainers: "
+                                                        f"{', '.join(self._trainers) or 'none'}")
+        with http_errors():
+            self._trainers[model].check({"model": model, **params}, self.datastore())
+
+    def train(self, request: dict[str, Any]) -> Any:
+        self.check_train(request.get("model", ""), {k: v for k, v in request.items() if k != "model"})
+        return super().train(request)
+
+    def next_sample(self, request: dict[str, Any]) -> dict[str, Any]:
+        strategy = request.get("strategy") or "random"
+        if strategy not in self._strategies:
+            raise HTTPException(status_code=404, detail=f"unknown strategy {strategy!r}; strategies: "
+                                                        f"{', '.join(self._strategies)}")
+        with http_errors():
+            return super().next_sample(request)

@@ -1,0 +1,130 @@
+"""The app in-process (no server): what /info shows Slicer, --conf checks, versions served, bad requests."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from conftest import APP_DIR, GALLBLADDER, app_class, save_version, truth, write_nifti
+from fastapi import HTTPException
+from lib.conf import AppConf
+from lib.versions import VersionStore
+from monailabel.config import settings
+
+from arena_seg.errors import InputError
+
+
+@pytest.fixture()
+def make_app(phantom_dir, coarse_default, tmp_path, monkeypatch):
+    monkeypatch.setattr(settings, "MONAI_LABEL_DATASTORE_AUTO_RELOAD", False)
+    monkeypatch.setattr(settings, "MONAI_LABEL_SESSIONS", False)
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    for name in ("phantom_000", "phantom_001"):
+        shutil.copy(phantom_dir / "images" / f"{name}.nii.gz", studies)
+
+    def make(**conf: str):
+        return app_class()(str(APP_DIR), str(studies), {"labels": "gallbladder", "model_dir": str(tmp_path / "m"),
+                                                        **conf})
+
+    return make
+
+
+def test_info_lists_what_slicer_needs(make_app):
+    info = make_app().info()
+    assert "config" not in info  # Slicer refuses servers whose /info has a top-level config
+    assert {k: v["type"] for k, v in info["models"].items()} == {"foundation": "segmentation", "arena": "segmentation"}
+    assert info["models"]["foundation"]["labels"]["liver"] == 1
+    assert info["models"]["arena"]["labels"] == {"gallbladder": 1}  # before training: the organs to draw
+    assert "no adapted model yet" in info["models"]["arena"]["description"]
+    assert info["models"]["arena"]["config"]["version"] == ["latest"]
+    config = info["trainers"]["arena"]["config"]
+    assert {"max_epochs", "method", "rank", "lam", "lr", "val_split"} <= set(config)
+    assert info["train_stats"] == {"arena": {}}
+    assert set(info["strategies"]) == {"random", "first", "uncertainty"}
+    assert info["labels"][-1] == "gallbladder"
+
+
+def test_conf_version_serves_an_older_version(make_app, coarse_network_dir, tmp_path):
+    store = VersionStore(tmp_path / "m" / "arena")
+    assert save_version(store, coarse_network_dir, "gallbladder") == "v001"
+    assert save_version(store, coarse_network_dir, "pancreas") == "v002"
+    app = make_app(version="v001")
+    assert app.info()["models"]["arena"]["config"]["version"] == ["v001", "latest", "v002"]
+    assert app.info()["models"]["arena"]["labels"] == {"gallbladder": 1}
+    result = app.infer({"model": "arena", "image": "phantom_000"})
+    assert result["params"]["version"] == "v001" and result["params"]["label_names"] == {"gallbladder": 1}
+    result = app.infer({"model": "arena", "image": "phantom_000", "version": "latest"})
+    assert result["params"]["version"] == "v002" and result["params"]["label_names"] == {"pancreas": 1}
+    with pytest.raises(HTTPException) as err:
+        app.infer({"model": "arena", "image": "phantom_000", "version": "v009"})
+    assert err.value.status_code == 404 and "v001, v002" in err.value.detail
+
+
+@pytest.mark.parametrize("request_, status, message", [
+    ({"model": "segmentation_spleen", "image": "phantom_000"}, 404, "unknown model"),
+    ({"model": "foundation", "image": "../../../../../../etc/passwd"}, 404, "not in the datastore"),
+    ({"model": "foundation", "image": "/etc/passwd"}, 404, "not in the datastore"),
+    ({"model": "arena", "image": "phantom_000"}, 409, "no adapted model yet"),
+    ({"model": "foundation", "image": "phantom_000", "result_extension": ".png"}, 400, "result_extension"),
+])
+def test_bad_infer_requests_are_4xx(make_app, request_, status, message):
+    with pytest.raises(HTTPException) as err:
+        make_app().infer(request_)
+    assert err.value.status_code == status and message in err.value.detail
+
+
+def test_train_without_labels_or_with_bad_options_is_4xx(make_app):
+    app = make_app()
+    with pytest.raises(HTTPException, match="0 of 2 scans labelled") as err:
+        app.check_train("arena", {})
+    assert err.value.status_code == 400
+    with pytest.raises(HTTPException) as err:
+        app.check_train("arena", {"max_epochs": -3})
+    assert err.value.status_code == 400 and "max_epochs" in err.value.detail
+    with pytest.raises(HTTPException) as err:
+        app.check_train("segmentation", {})
+    assert err.value.status_code == 404
+    with pytest.raises(HTTPException, match="no organs"):
+        app_without_labels = make_app(labels="")
+        app_without_labels.check_train("arena", {})
+
+
+def test_batch_infer_defaults_to_cpu_without_gpu(make_app, monkeypatch):
+    import torch
+
+    seen = []
+    app = make_app()
+    monkeypatch.setattr(app, "infer", lambda request, datastore=None: seen.append(request["device"]) or {})
+    app.batch_infer({"model": "foundation", "images": "all", "device": "cuda", "multi_gpu": True})
+    assert len(seen) == 2 and set(seen) == ({"cpu"} if not torch.cuda.is_available() else set(seen))
+
+
+def test_failed_training_run_keeps_latest(make_app, coarse_network_dir, phantom_dir, tmp_path, monkeypatch):
+    import json
+
+    import arena_seg.training.engine as engine
+
+    store = VersionStore(tmp_path / "m" / "arena")
+    save_version(store, coarse_network_dir, "gallbladder")
+    app = make_app()
+    label, affine = truth(phantom_dir, "phantom_000")
+    app.datastore().save_label("phantom_000", str(write_nifti(label == GALLBLADDER, affine, tmp_path / "l.nii.gz")),
+                               "final", {})
+
+    def diverge(*args, **kwargs):
+        raise RuntimeError("loss diverged")
+
+    monkeypatch.setattr(engine, "finetune", diverge)
+    with pytest.raises(RuntimeError, match="diverged"):
+        app.train({"model": "arena", "max_epochs": 1})
+    assert store.latest() == "v001" and store.list() == ["v001"] and not list(store.versions_dir.glob(".stage-*"))
+    stats = json.loads((store.root / "train_stats.json").read_text())
+    assert stats["status"] == "FAILED" and "diverged" in stats["error"] and stats["total_time"] >= 0
+
+
+@pytest.mark.parametrize("conf, key", [({"foundation": "nope"}, "foundation"), ({"epochs": "0"}, "epochs"),
+                                       ({"labels": "liver,liver"}, "labels")])
+def test_bad_conf_names_the_key(conf, key, tmp_path):
+    with pytest.raises(InputError, match=f"--conf {key}"):
+        AppConf.from_conf(conf, tmp_path)

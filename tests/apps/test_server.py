@@ -1,0 +1,203 @@
+"""End to end: the real `monailabel start_server --app apps/arena_seg`, driven by MONAI Label's own client as 3D
+Slicer drives it: /info, foundation infer, labels of a novel organ (Slicer .nrrd with label_info, NIfTI by id,
+.seg.nrrd), train, arena infer, a second version, an older version served; bad requests answered 4xx.
+
+The network is tiny, random and trained for one epoch, so the Dice printed here says nothing about quality (the
+bound asserted is only that it is a number in [0, 1]); the quality measurement is the lead's benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import APP_DIR, GALLBLADDER, VENV_BIN, dice, truth, write_nifti, write_seg_nrrd
+from lib.writer import write_result
+from monailabel.client import MONAILabelClient
+
+from arena_seg.data.volumes import read_volume
+
+START_TIMEOUT = 180  # s; the server imports torch, MONAI and the app on a busy 2-core machine
+TRAIN_TIMEOUT = 300
+
+
+@dataclass
+class Server:
+    url: str
+    studies: Path
+    model_dir: Path
+    log: Path
+    client: MONAILabelClient
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/info/", timeout=10) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, phantom_dir, coarse_network_dir):
+    root = tmp_path_factory.mktemp("server")
+    studies = root / "studies"
+    studies.mkdir()
+    for image in sorted((phantom_dir / "images").glob("*.nii.gz"))[:5]:
+        shutil.copy(image, studies)
+    port = _free_port()
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "ARENA_SEG_DEFAULT_MODEL": str(coarse_network_dir), "MONAI_LABEL_TRACKING_ENABLED": "false"}
+    cmd = [str(VENV_BIN / "monailabel"), "start_server", "--app", str(APP_DIR), "--studies", str(studies),
+           "--host", "127.0.0.1", "--port", str(port), "--conf", "labels", "gallbladder",
+           "--conf", "model_dir", str(root / "model")]
+    log = root / "server.log"
+    with open(log, "wb") as out:  # cwd without a .env: monailabel would read one silently
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + START_TIMEOUT
+        while not _alive(url):
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"server did not start (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield Server(url, studies, root / "model", log, MONAILabelClient(url, tmpdir=str(root / "client")))
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and its training subprocesses: one process group
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+def _status(call) -> tuple[int, str]:
+    """(HTTP status, message) of a client call that must fail."""
+    with pytest.raises(Exception) as err:
+        call()
+    text = str(getattr(err.value, "msg", err.value))
+    match = re.search(r"Status: (\d+)", text)
+    assert match, text
+    return int(match.group(1)), text
+
+
+def _wait_for_training(client: MONAILabelClient) -> dict:
+    deadline = time.time() + TRAIN_TIMEOUT
+    while time.time() < deadline:
+        status = client.train_status()
+        if status.get("status") not in ("SUBMITTED", "RUNNING"):
+            return status
+        time.sleep(2)
+    pytest.fail(f"training did not finish in {TRAIN_TIMEOUT} s: {client.train_status()}")
+
+
+def test_info_lists_both_models_and_the_trainer(server):
+    info = server.client.info()
+    assert {k: v["type"] for k, v in info["models"].items()} == {"foundation": "segmentation", "arena": "segmentation"}
+    assert info["models"]["arena"]["labels"] == {"gallbladder": 1}
+    assert {"max_epochs", "method", "rank", "lam", "lr", "val_split"} <= set(info["trainers"]["arena"]["config"])
+    assert "uncertainty" in info["strategies"] and "config" not in info
+
+
+def test_bad_requests_are_4xx_and_the_server_keeps_serving(server, phantom_dir, tmp_path):
+    c = server.client
+    checks = {
+        "unknown model": lambda: c.infer("segmentation_spleen", "phantom_000", {}),
+        "no adapted model yet": lambda: c.infer("arena", "phantom_000", {}),
+        "0 of 5 scans labelled": lambda: c.train_start("arena", {"max_epochs": 1}),
+        "max_epochs": lambda: c.train_start("arena", {"max_epochs": "many"}),
+        "not in the datastore": lambda: c.infer("foundation", "../../../../../../../../etc/passwd", {}),
+        "unknown trainer": lambda: c.train_start("segmentation", {}),
+    }
+    label, affine = truth(phantom_dir, "phantom_001")  # another phantom's grid
+    wrong = write_nifti((label == GALLBLADDER).astype(np.uint8), affine, tmp_path / "wrong.nii.gz")
+    checks["has shape"] = lambda: c.save_label("phantom_000", str(wrong), params={})
+    for message, call in checks.items():
+        status, text = _status(call)
+        assert 400 <= status < 500 and message in text, (message, text)
+        assert _alive(server.url), message
+    assert not list((server.studies / "labels" / "final").iterdir())  # the bad label was not stored
+    assert c.train_status(check_if_running=True) is False  # no task was submitted
+
+
+def test_foundation_infer_gives_a_named_mask_on_the_image_grid(server):
+    result, params = server.client.infer("foundation", "phantom_004", {"result_extension": ".nrrd",
+                                                                       "result_dtype": "uint8"})
+    mask, image = read_volume(result, "label"), read_volume(server.studies / "phantom_004.nii.gz")
+    assert mask.shape == image.shape and np.allclose(mask.affine, image.affine, atol=1e-3)
+    assert mask.array.dtype == np.uint8 and params["label_names"]["liver"] == 1
+
+
+@pytest.mark.slow
+def test_labels_train_infer_and_versions(server, phantom_dir, tmp_path):
+    c = server.client
+    # Slicer labelmap .nrrd: liver drawn as segment 1, gallbladder as segment 2, named in label_info
+    label, affine = truth(phantom_dir, "phantom_000")
+    values = np.zeros(label.shape, np.uint8)
+    values[label == 1], values[label == GALLBLADDER] = 1, 2
+    nrrd_file = tmp_path / "phantom_000.nrrd"
+    shutil.move(write_result(values, affine, ".nrrd", "uint8"), nrrd_file)
+    c.save_label("phantom_000", str(nrrd_file), params={"label_info": [{"name": "liver", "idx": 1},
+                                                                       {"name": "gallbladder", "idx": 2}]})
+    label, affine = truth(phantom_dir, "phantom_001")  # NIfTI without label_info: ids 1..n of --conf labels
+    c.save_label("phantom_001", str(write_nifti(label == GALLBLADDER, affine, tmp_path / "phantom_001.nii.gz")))
+    label, affine = truth(phantom_dir, "phantom_002")  # .seg.nrrd with the segment named in its header
+    seg = write_seg_nrrd([(label == GALLBLADDER).astype(np.uint8)], affine, [("gallbladder", 0, 1)],
+                         tmp_path / "phantom_002.seg.nrrd")
+    c.save_label("phantom_002", str(seg))
+    stored = {p.name: read_volume(p, "label").array for p in (server.studies / "labels" / "final").iterdir()}
+    assert sorted(stored) == ["phantom_000.nii.gz", "phantom_001.nii.gz", "phantom_002.nii.gz"]
+    assert np.array_equal(stored["phantom_000.nii.gz"] == 1, truth(phantom_dir, "phantom_000")[0] == GALLBLADDER)
+
+    options = {"max_epochs": 1, "num_samples": 1, "rank": 4, "val_split": 0.34, "method": "arena"}
+    assert c.train_start("arena", options)["status"] in ("SUBMITTED", "RUNNING")
+    status = _wait_for_training(c)
+    details = "\n".join(status.get("details", []))
+    assert status["status"] == "DONE", details
+    assert "arena epoch 1/1" in details and "val Dice" in details and "effective rank" in details
+    stats = c.info()["train_stats"]["arena"]
+    assert stats["epoch"] == 1 and stats["total_epochs"] == 1 and stats["version"] == "v001"
+    assert isinstance(stats["best_metric"], float) and stats["total_time"] > 0
+
+    result, params = c.infer("arena", "phantom_004", {"result_extension": ".nrrd", "result_dtype": "uint8"})
+    mask, image = read_volume(result, "label"), read_volume(server.studies / "phantom_004.nii.gz")
+    assert mask.shape == image.shape and np.allclose(mask.affine, image.affine, atol=1e-3)
+    assert params["label_names"] == {"gallbladder": 1} and params["version"] == "v001"
+    score = dice(mask.array == 1, truth(phantom_dir, "phantom_004")[0] == GALLBLADDER)
+    print(f"arena Dice on phantom_004 after 1 epoch of a random tiny network: {score:.3f}")
+    assert 0.0 <= score <= 1.0
+
+    # a second run is a second version (head only this time: cheap, and shows the method option passes through)
+    assert c.train_start("arena", {**options, "val_split": 0.0, "method": "linear"})
+    assert _wait_for_training(c)["status"] == "DONE"
+    arena_dir = server.model_dir / "arena"
+    assert os.readlink(arena_dir / "latest") == "versions/v002"
+    assert {p.name for p in (arena_dir / "versions").iterdir()} == {"v001", "v002"}
+    v001, v002 = (json.loads((arena_dir / "versions" / v / "manifest.json").read_text()) for v in ("v001", "v002"))
+    assert (arena_dir / "versions" / "v001" / "adapter.safetensors").is_file() and v001["method"] == "arena"
+    assert v001["data_ids"] and v001["val_ids"] and v001["effective_ranks"] and v001["labels"] == {"gallbladder": 1}
+    assert v002["method"] == "linear" and sorted(v002["data_ids"]) == ["phantom_000", "phantom_001", "phantom_002"]
+    assert (arena_dir / "versions" / "v002" / "network" / "network.json").is_file()
+    info = c.info()
+    assert info["models"]["arena"]["config"]["version"] == ["latest", "v002", "v001"]
+    _, params = c.infer("arena", "phantom_004", {"version": "v001"})  # an older version, on request
+    assert params["version"] == "v001"
+    _, params = c.infer("arena", "phantom_004", {})
+    assert params["version"] == "v002"
