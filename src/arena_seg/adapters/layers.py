@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from abc import abstractmethod
 from typing import Any
 
 import torch
@@ -44,13 +45,13 @@ class ArenaLayer(nn.Module):
         self.gate = nn.Parameter(torch.full((config.rank,), config.gate_init, dtype=ref.dtype, device=ref.device))
 
     # --- subclass hooks -------------------------------------------------------------------------
+    @abstractmethod
     def _make_lora(self, rank: int) -> tuple[nn.Module, nn.Module]:
         """Uninitialised ``(A, B)`` modules of the given rank on the base weight's device and dtype."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _contract(self, b: Tensor, g: Tensor, a: Tensor) -> Tensor:
         """Update in the layout of ``base_layer.weight`` from B (out x r [x 1 1 1]), g (r,), A."""
-        raise NotImplementedError
 
     def _build(self, rank: int) -> tuple[nn.Module, nn.Module]:
         with warnings.catch_warnings():

@@ -8,6 +8,7 @@ The result JSON carries ``label_names`` ({organ: mask value}), which Slicer uses
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from typing import Any
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
@@ -32,9 +33,9 @@ class SegmentationTask(InferTask):
     def is_valid(self) -> bool:
         return True
 
+    @abstractmethod
     def predictor(self, request: dict[str, Any]) -> tuple[Predictor, dict[str, Any]]:
-        """The network for this request and extra fields for the result JSON."""
-        raise NotImplementedError
+        """The network for this request and extra fields for the result JSON (each infer model says which)."""
 
     def __call__(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         start = time.time()
