@@ -8,12 +8,12 @@ PORT   ?= 8000
 
 .PHONY: install run test lint bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first: the pinned build lies on local disk; asking for it later would let the resolver go online
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt -r requirements-bench.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
@@ -27,7 +27,6 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) -m pip install -q -r requirements-bench.txt
 	$(VENV)/bin/arena-seg bench fewshot --quick --out benchmarks/fewshot-quick
 	$(VENV)/bin/arena-seg bench speed --out benchmarks/speed
 

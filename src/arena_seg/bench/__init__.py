@@ -1,0 +1,1 @@
+"""Benchmarks: batch inference throughput (``python -m arena_seg.bench.batch``)."""

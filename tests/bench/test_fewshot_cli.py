@@ -1,0 +1,46 @@
+"""`arena-seg bench fewshot` end to end on 6 mm phantoms with the tiny network (1 epoch, two methods)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from arena_seg.bench.fewshot import user_data
+from arena_seg.cli import main
+
+
+def test_fewshot_writes_results_markdown_and_plots(tiny_default, tmp_path):
+    out = tmp_path / "fewshot"
+    argv = ["bench", "fewshot", "--quick", "--out", str(out), "--pool", "1", "--test", "1", "--spacing", "6",
+            "--shots", "1", "--seeds", "0", "--methods", "arena:2", "linear", "--epochs", "1", "--num-samples", "1",
+            "--device", "cpu"]
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["organs"] == {"gallbladder": "novel", "liver": "base"}
+    assert [(r["method"], r["k"], r["seed"]) for r in results["runs"]] == [("arena-r2", 1, 0), ("linear", 1, 0)]
+    for run in results["runs"]:
+        assert set(run["dice"]) == {"gallbladder", "liver"}
+        assert all(d is None or (math.isfinite(d) and 0 <= d <= 1) for d in run["dice"].values())
+        assert run["params_start"] >= run["params_end"] > 0 and run["train_seconds"] > 0
+        assert len(run["loss"]) == 1
+        assert run["peak_memory_mb"] >= 0 and run["memory_measure"] == "cpu_peak_rss_above_start"
+    arena, linear = results["runs"]
+    assert linear["params_end"] < arena["params_end"] and not linear["effective_ranks"]
+    assert len(arena["effective_ranks"]) == 4 and all(0 <= r <= 2 for r in arena["effective_ranks"].values())
+    # the trace run keeps every gate per epoch (epoch 0 = initial), the others per-layer summaries
+    assert results["trace_run"] == {"method": "arena-r2", "k": 1, "seed": 0}
+    values = next(iter(arena["gate_values"].values()))
+    assert len(values) == 2 and values[0] == [1.0, 1.0]
+    assert all(len(g["mean_abs"]) == 2 for g in arena["gates"].values())
+    text = (out / "results.md").read_text()
+    assert "| arena-r2 |" in text and "| linear |" in text and "k=1 novel" in text
+    for png in ("dice_vs_params.png", "dice_vs_rank.png", "gates.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert (out / "phantoms" / "bench-phantoms.json").is_file()
+    assert main(argv) == 2  # results exist: refuse without --force
+
+
+def test_user_data_holds_out_the_last_volumes(phantom_dir):
+    data = user_data([str(phantom_dir / "images")], [str(phantom_dir / "labels")], ["gallbladder", "liver=1"], 2)
+    assert data.organs == {"gallbladder": 8, "liver": 1}
+    assert [p["id"] for p in data.test] == ["phantom_004", "phantom_005"] and len(data.pool) == 4
