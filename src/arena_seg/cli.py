@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from arena_seg.commands import demo, finetune, phantoms, predict, pretrain
+from arena_seg.commands import bench, demo, evaluate, finetune, infer, phantoms, predict, pretrain, serve
 from arena_seg.errors import InputError
+from arena_seg.models.checkpoint import CheckpointError
 
-COMMANDS = (phantoms, pretrain, finetune, predict, demo)
+COMMANDS = (phantoms, pretrain, finetune, predict, evaluate, demo, infer, serve, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except InputError as exc:
+    except (InputError, FileNotFoundError, CheckpointError) as exc:
         print(f"arena-seg {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,423 @@
+"""Batch inference: many CT series (DICOM folders, NIfTI files), one loaded model, NIfTI + DICOM SEG + a report.
+
+Each series gets a folder ``OUTPUT/<key>/`` with ``mask.nii.gz`` (on the series' own grid), ``labels.json``,
+``seg.dcm`` (DICOM inputs) and ``done.json`` (its report entry, written last). Every file is written to a
+temporary name and renamed, so an interrupted run leaves no half-written output, and a rerun skips the series
+whose ``done.json`` matches the model, labels and formats. Under ``torchrun`` the series are shared round-robin
+between the ranks and rank 0 writes ``OUTPUT/report.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from arena_seg import __version__
+from arena_seg.errors import InputError
+from arena_seg.inference import distributed
+
+FORMATS = ("nifti", "seg")
+REPORT_VERSION = 1
+_NIFTI = (".nii.gz", ".nii")
+
+
+@dataclass
+class SeriesItem:
+    """One unit of work: a DICOM series (its files) or a NIfTI file; ``key`` names its output folder."""
+
+    key: str
+    kind: str  # "dicom" | "nifti"
+    files: list[str]
+    folder: str
+    uid: str = ""
+    modality: str = ""
+    description: str = ""
+    error: str = ""  # set for a file that looks like DICOM but cannot be read
+
+
+@dataclass
+class _Job:
+    """A series on its way through read → network → write."""
+
+    item: SeriesItem
+    entry: dict
+    array: np.ndarray | None = None
+    affine: np.ndarray | None = None
+    headers: list | None = None
+    mask: np.ndarray | None = None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "series"
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve())) or "."
+    except ValueError:
+        return str(path.resolve())
+
+
+def collect_inputs(inputs: Sequence[str | Path], exclude: Sequence[str | Path] = ()) -> list[SeriesItem]:
+    """Series and NIfTI files under the given folders/files, sorted by key (the order every rank shares)."""
+    from arena_seg.data.dicom_read import find_dicom_series
+
+    items: list[SeriesItem] = []
+    for given in inputs:
+        root = Path(given)
+        if not root.exists():
+            raise InputError(f"input {root} does not exist")
+        base = root if root.is_dir() else root.parent
+        if root.is_file() and root.name.endswith(_NIFTI):
+            niftis, (series, unreadable) = [root], ([], [])
+        elif root.is_file():
+            series, unreadable = find_dicom_series(root.parent, exclude=exclude)
+            series = [s for s in series if root in s.files]
+            niftis = []
+        else:
+            series, unreadable = find_dicom_series(root, exclude=exclude)
+            skip = [Path(e).resolve() for e in exclude]
+            niftis = sorted(p for p in root.rglob("*") if p.name.endswith(_NIFTI) and not p.name.startswith(".")
+                            and not any(p.resolve().is_relative_to(s) for s in skip))
+        for s in series:
+            folder = _rel(s.folder, base)
+            key = f"{_slug(folder if folder != '.' else base.name)}_{hashlib.sha1(s.uid.encode()).hexdigest()[:8]}"
+            items.append(SeriesItem(key, "dicom", [str(f) for f in s.files], folder, s.uid, s.modality,
+                                    s.description))
+        for p in niftis:
+            rel = _rel(p, base)
+            items.append(SeriesItem(_slug(re.sub(r"\.nii(\.gz)?$", "", rel)), "nifti", [str(p)], rel))
+        for p, why in unreadable:
+            items.append(SeriesItem(f"unreadable_{_slug(_rel(p, base))}", "file", [str(p)], _rel(p, base),
+                                    error=f"not readable as DICOM ({why})"))
+    seen: dict[str, int] = {}
+    for item in sorted(items, key=lambda i: (i.key, i.files[0])):
+        n = seen.setdefault(item.key, 0)
+        seen[item.key] += 1
+        if n:
+            item.key = f"{item.key}_{n}"
+    return sorted(items, key=lambda i: i.key)
+
+
+def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    """Write through a temporary name in the same folder, then rename (never a half-written ``path``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".partial.{path.name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _write_json(path: Path, data: dict) -> Path:
+    return _atomic(path, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def write_nifti_mask(path: Path, mask: np.ndarray, affine: np.ndarray) -> Path:
+    """Save a uint8 mask with its RAS affine (qform and sform) atomically."""
+    img = nib.Nifti1Image(np.asarray(mask, dtype=np.uint8), affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    img.header.set_xyzt_units("mm")
+    return _atomic(path, lambda p: nib.save(img, str(p)))
+
+
+class _NetworkClock:
+    """Seconds spent inside the network's forward (hooks on the model), to split network time from the rest."""
+
+    def __init__(self, model, device) -> None:
+        import torch
+
+        self.seconds, self._start = 0.0, 0.0
+        cuda = str(device).startswith("cuda")
+        self._sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+        self._hooks = [model.register_forward_pre_hook(self._pre), model.register_forward_hook(self._post)]
+
+    def _pre(self, *_):
+        self._sync()
+        self._start = time.perf_counter()
+
+    def _post(self, *_):
+        self._sync()
+        self.seconds += time.perf_counter() - self._start
+
+    def close(self) -> None:
+        for h in self._hooks:
+            h.remove()
+
+
+class BatchRunner:
+    """Holds a loaded :class:`~arena_seg.inference.predictor.Predictor` and segments series after series."""
+
+    def __init__(self, predictor, formats: Sequence[str] = FORMATS, labels: Sequence[str] | None = None,
+                 min_slices: int = 3, overwrite: bool = False, model_ref: str = "", pipeline: bool = True) -> None:
+        bad = [f for f in formats if f not in FORMATS]
+        if bad or not formats:
+            raise InputError(f"--format {','.join(formats)}: choose from {','.join(FORMATS)}")
+        known = predictor.labels
+        unknown = [n for n in labels or [] if n not in known]
+        if unknown:
+            raise InputError(f"--labels: the model has no organ {', '.join(unknown)}; it has {', '.join(known)}")
+        self.predictor = predictor
+        self.formats = tuple(formats)
+        self.min_slices = int(min_slices)
+        self.overwrite = bool(overwrite)
+        self.pipeline = bool(pipeline)  # read ahead / write behind in threads while the network runs
+        self.model_ref = model_ref or predictor.spec.name
+        self.labels = {n: v for n, v in known.items() if labels is None or n in labels}
+
+    @classmethod
+    def from_model(cls, ref: str = "default", checkpoint: str | None = None, device: str = "auto", **kwargs):
+        """Load the model once (``load_model``) and wrap it."""
+        from arena_seg.inference.loading import load_model
+        from arena_seg.inference.predictor import Predictor
+
+        model, spec = load_model(ref, checkpoint)
+        return cls(Predictor(model, spec, device=device), model_ref=str(ref), **kwargs)
+
+    @property
+    def fingerprint(self) -> dict:
+        """What a previous result must match to be reused on a rerun."""
+        return {"model": self.model_ref, "network": self.predictor.spec.name, "labels": self.labels,
+                "formats": list(self.formats), "tool": __version__}
+
+    def run(self, inputs: Sequence[str | Path | SeriesItem], output_dir: str | Path, progress: bool = False,
+            sources: Sequence[str | Path] | None = None) -> dict:
+        """Segment every series of ``inputs`` (folders, files or :class:`SeriesItem`); returns the report.
+
+        ``sources`` names the inputs in the report (default: the folders/files among ``inputs``).
+        Under an initialised torch.distributed group each rank takes its round-robin share, and the merged
+        report (every rank gets it) is written by rank 0 to ``output_dir/report.json``.
+        """
+        from tqdm import tqdm
+
+        start = time.perf_counter()
+        out = Path(output_dir)
+        rank, world = distributed.rank_world()
+        items = [i for i in inputs if isinstance(i, SeriesItem)]
+        paths = [i for i in inputs if not isinstance(i, SeriesItem)]
+        if rank == 0 and paths:
+            items += collect_inputs(paths, exclude=[out])
+        items = sorted(distributed.broadcast(items), key=lambda i: i.key)
+        if not items:
+            raise InputError(f"no DICOM series or NIfTI files found in {', '.join(map(str, paths))}")
+        mine = distributed.shard(items, rank, world)
+        with tqdm(total=len(mine), unit="series", disable=not progress or rank != 0, dynamic_ncols=True,
+                  desc="infer" if world == 1 else f"infer (rank 0 of {world})") as bar:
+            entries = self._run_share(mine, out, bar)
+        for entry in entries:
+            entry["rank"] = rank
+        merged = [e for part in distributed.all_gather(entries) for e in part]
+        report = self._report(sorted(merged, key=lambda e: e["key"]), sources or paths, out, world,
+                              time.perf_counter() - start)
+        if rank == 0:
+            _write_json(out / "report.json", report)
+        return report
+
+    def _run_share(self, items: list[SeriesItem], out: Path, bar) -> list[dict]:
+        """Read the next series and write the previous one in threads while the network runs on this one."""
+        entries: list[dict] = []
+
+        def finished(entry: dict) -> None:
+            entries.append(entry)
+            bar.set_postfix_str(f"{entry['key'][:30]}: {entry['status']}")
+            bar.update(1)
+
+        if not self.pipeline:
+            for item in items:
+                finished(self.process(item, out))
+            return entries
+        with ThreadPoolExecutor(1, "arena-read") as reader, ThreadPoolExecutor(1, "arena-write") as writer:
+            loads = deque(reader.submit(self._load, item, out) for item in items[:1])
+            rest, writing = iter(items[1:]), None
+            while loads:
+                job = loads.popleft().result()
+                nxt = next(rest, None)
+                if nxt is not None:  # read the next series while this one is in the network
+                    loads.append(reader.submit(self._load, nxt, out))
+                if job.array is not None:
+                    self._predict(job)
+                if writing is not None:  # at most one series waits to be written
+                    finished(writing.result())
+                    writing = None
+                if job.mask is not None:
+                    writing = writer.submit(self._finish, job, out)
+                else:
+                    finished(job.entry)
+            if writing is not None:
+                finished(writing.result())
+        return entries
+
+    def process(self, item: SeriesItem, out: Path) -> dict:
+        """Segment one series and write its outputs; never raises for a bad series (the entry says why)."""
+        job = self._load(item, out)
+        if job.array is None:
+            return job.entry
+        self._predict(job)
+        return job.entry if job.mask is None else self._finish(job, out)
+
+    def _load(self, item: SeriesItem, out: Path) -> _Job:
+        """Read a series (or decide it is done/skipped/failed already: ``array`` stays None)."""
+        entry = {"key": item.key, "kind": item.kind, "series_instance_uid": item.uid, "folder": item.folder,
+                 "files": len(item.files), "modality": item.modality, "description": item.description,
+                 "status": "failed", "reason": None, "outputs": {}, "volumes_ml": {}, "timings": {}}
+        job = _Job(item, entry)
+        previous = self._previous(out / item.key)
+        if previous is not None:
+            job.entry = {**previous, "status": "skipped", "reason": "already done by a previous run", "timings": {}}
+        elif item.error:
+            entry["reason"] = item.error
+        elif item.kind == "dicom" and item.modality != "CT":
+            entry.update(status="skipped", reason=f"not CT (Modality {item.modality or 'missing'})")
+        else:
+            (out / item.key / "done.json").unlink(missing_ok=True)  # an outdated result is no longer "done"
+            t0 = time.perf_counter()
+            try:
+                array, job.affine, job.headers = self._read(item)
+            except Exception as exc:  # SeriesError/InputError carry the reason; anything else is reported as is
+                entry["reason"] = _reason(exc)
+                return job
+            finally:
+                entry["timings"]["read_s"] = _since(t0)
+            if array.dtype == np.uint8:  # HU need negative values: an unsigned 8-bit volume is a label map
+                entry.update(status="skipped", reason="not CT (an 8-bit unsigned volume, e.g. a label map)")
+            else:
+                job.array = array
+        return job
+
+    def _predict(self, job: _Job) -> None:
+        """Run the network (main thread); sets ``job.mask`` (restricted to the chosen organs) or the reason."""
+        t0 = time.perf_counter()
+        clock = _NetworkClock(self.predictor.model, self.predictor.device)
+        try:
+            mask = self.predictor.predict_array(job.array, job.affine)
+        except Exception as exc:
+            job.entry["reason"] = f"prediction failed: {_reason(exc)}"
+            return
+        finally:
+            clock.close()
+            job.array = None
+        keep = np.zeros(256, dtype=bool)
+        keep[list(self.labels.values())] = True
+        job.mask = np.where(keep[mask], mask, 0).astype(np.uint8)
+        job.entry["timings"].update(predict_s=_since(t0), network_s=round(clock.seconds, 3))
+
+    def _finish(self, job: _Job, out: Path) -> dict:
+        """Organ volumes, outputs and the done marker (writer thread)."""
+        t0, entry, mask, affine = time.perf_counter(), job.entry, job.mask, job.affine
+        voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
+        counts = np.bincount(mask.ravel(), minlength=256)
+        entry["volumes_ml"] = {organ: round(float(counts[v]) * voxel_ml, 3) for organ, v in self.labels.items()}
+        entry["shape"] = list(mask.shape)
+        entry["spacing_mm"] = [round(float(s), 4) for s in np.linalg.norm(affine[:3, :3], axis=0)]
+        try:
+            entry["outputs"], seg_s = self._write(out / job.item.key, job.item, mask, affine, job.headers)
+        except Exception as exc:
+            entry["reason"] = f"writing outputs failed: {_reason(exc)}"
+            return entry
+        timings = entry["timings"]
+        timings.update(write_s=_since(t0), seg_s=round(seg_s, 3))
+        timings["total_s"] = round(timings["read_s"] + timings["predict_s"] + timings["write_s"], 3)
+        entry["status"] = "done"
+        _write_json(out / job.item.key / "done.json", {"fingerprint": self.fingerprint, "entry": entry})
+        return entry
+
+    def _previous(self, folder: Path) -> dict | None:
+        marker = folder / "done.json"
+        if self.overwrite or not marker.is_file():
+            return None
+        try:
+            data = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            return None
+        entry = data.get("entry", {})
+        outputs = [folder.parent / p for p in entry.get("outputs", {}).values()]
+        if data.get("fingerprint") != self.fingerprint or not all(p.is_file() for p in outputs):
+            return None
+        return entry
+
+    def _read(self, item: SeriesItem):
+        if item.kind == "nifti":
+            from arena_seg.data.volumes import read_volume
+
+            vol = read_volume(item.files[0])
+            return vol.array, vol.affine, None
+        from arena_seg.data.dicom_read import read_dicom_series
+
+        series = read_dicom_series(item.files, min_slices=self.min_slices)
+        return series.array, series.affine, series.headers
+
+    def _write(self, folder: Path, item: SeriesItem, mask: np.ndarray, affine: np.ndarray, headers
+               ) -> tuple[dict, float]:
+        """Write the requested outputs; returns their paths (relative to the output folder) and the SEG's seconds."""
+        outputs, seg_start = {}, None
+        if "nifti" in self.formats or headers is None:
+            write_nifti_mask(folder / "mask.nii.gz", mask, affine)
+            _write_json(folder / "labels.json", self.labels)
+            outputs.update(nifti=f"{item.key}/mask.nii.gz", labels=f"{item.key}/labels.json")
+        if "seg" in self.formats and headers is not None:
+            from arena_seg.data.dicom_seg import write_segmentation
+
+            seg_start = time.perf_counter()
+            write_segmentation(folder / "seg.dcm", headers, mask, self.labels, model_name=self.model_ref,
+                               uid_seed=json.dumps(self.fingerprint, sort_keys=True))
+            outputs["seg"] = f"{item.key}/seg.dcm"
+        return outputs, (time.perf_counter() - seg_start if seg_start else 0.0)
+
+    def _report(self, entries: list[dict], inputs, out: Path, world: int, seconds: float) -> dict:
+        counts = {s: sum(e["status"] == s for e in entries) for s in ("done", "skipped", "failed")}
+        return {
+            "version": REPORT_VERSION, "tool": f"arena-seg {__version__}",
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "inputs": [str(p) for p in inputs], "output": str(out),
+            "model": {"ref": self.model_ref, "network": self.predictor.spec.name, "labels": self.labels},
+            "formats": list(self.formats), "world_size": world,
+            "summary": {"total": len(entries), **counts, "seconds": round(seconds, 2),
+                        "series_per_minute": round(counts["done"] * 60.0 / max(seconds, 1e-9), 2)},
+            "series": entries,
+        }
+
+
+def summary_line(report: dict) -> str:
+    """One line: counts, time, throughput and where the report is."""
+    s = report["summary"]
+    line = (f"{s['total']} series: {s['done']} done, {s['skipped']} skipped, {s['failed']} failed in "
+            f"{s['seconds']:.1f} s ({s['series_per_minute']:.1f} series/min); report: "
+            f"{Path(report['output']) / 'report.json'}")
+    failed = [e for e in report["series"] if e["status"] == "failed"]
+    if failed:
+        line += "; failed: " + "; ".join(f"{e['folder']} ({e['reason']})" for e in failed[:5])
+    return line
+
+
+def run_batch(inputs: Sequence[str | Path | SeriesItem], output_dir: str | Path, predictor,
+              formats: Sequence[str] = FORMATS, labels: Sequence[str] | None = None, progress: bool = False,
+              **kwargs) -> dict:
+    """Segment ``inputs`` with a loaded ``predictor`` into ``output_dir``; returns the report (see module doc)."""
+    return BatchRunner(predictor, formats=formats, labels=labels, **kwargs).run(inputs, output_dir, progress)
+
+
+def _reason(exc: BaseException) -> str:
+    from arena_seg.data.dicom_read import SeriesError
+
+    if isinstance(exc, SeriesError | InputError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _since(t0: float) -> float:
+    return round(time.perf_counter() - t0, 3)
