@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (InputError, FileNotFoundError, CheckpointError) as exc:
-        print(f"arena-seg {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, even when a library's own message spans several
+        print(f"arena-seg {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"arena-seg {args.command}: interrupted; nothing was written", file=sys.stderr)
