@@ -26,20 +26,29 @@ def phantom_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_network_dir(tmp_path_factory) -> Path:
-    """A randomly initialised small SwinUNETR for the base organs, saved the way `arena-seg pretrain` saves."""
+def make_tiny_network(tmp_path_factory):
+    """Factory: a randomly initialised default-architecture SwinUNETR for the base organs at a given spacing,
+    saved the way `arena-seg pretrain` saves. Coarser spacings make fewer sliding windows per volume."""
     from arena_seg.data.phantoms import BASE_ORGANS
     from arena_seg.models.registry import Preprocessing, build_network, get_spec, save_network
 
-    spec = get_spec("default")
-    arch = {"class": spec.arch["class"], "kwargs": {**spec.arch["kwargs"], "out_channels": len(BASE_ORGANS) + 1}}
-    torch.manual_seed(0)
-    net = build_network(arch)
-    out = tmp_path_factory.mktemp("tiny") / "network"
-    pre = Preprocessing(spacing=TINY_SPACING, patch=TINY_PATCH)
-    save_network(net, out, name="default", arch=arch, labels={n: i + 1 for i, n in enumerate(BASE_ORGANS)},
-                 preprocessing=pre, targets=spec.targets, head=spec.head)
-    return out
+    def make(spacing: tuple[float, float, float] = TINY_SPACING, patch: tuple[int, int, int] = TINY_PATCH) -> Path:
+        spec = get_spec("default")
+        arch = {"class": spec.arch["class"], "kwargs": {**spec.arch["kwargs"], "out_channels": len(BASE_ORGANS) + 1}}
+        torch.manual_seed(0)
+        out = tmp_path_factory.mktemp("tiny") / "network"
+        save_network(build_network(arch), out, name="default", arch=arch,
+                     labels={n: i + 1 for i, n in enumerate(BASE_ORGANS)},
+                     preprocessing=Preprocessing(spacing=spacing, patch=patch), targets=spec.targets, head=spec.head)
+        return out
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_network_dir(make_tiny_network) -> Path:
+    """The tiny network at 6 mm, patch 32×32×64."""
+    return make_tiny_network()
 
 
 @pytest.fixture()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import APP_DIR, GALLBLADDER, app_class, save_version, truth, write_nifti
+from app_support import APP_DIR, GALLBLADDER, app_class, save_version, truth, write_nifti
 from fastapi import HTTPException
 from lib.conf import AppConf
 from lib.versions import VersionStore

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import GALLBLADDER, truth, write_nifti, write_seg_nrrd
+from app_support import GALLBLADDER, truth, write_nifti, write_seg_nrrd
 from fastapi import HTTPException
 from lib.datastore import ArenaDatastore
 from lib.labels import normalise_label, parse_label_info, read_label

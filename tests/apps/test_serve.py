@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import APP_DIR, VENV_BIN
+from app_support import APP_DIR, VENV_BIN
 
 from arena_seg.cli import main
 

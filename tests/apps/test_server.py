@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import APP_DIR, GALLBLADDER, VENV_BIN, dice, truth, write_nifti, write_seg_nrrd
+from app_support import APP_DIR, GALLBLADDER, VENV_BIN, dice, truth, write_nifti, write_seg_nrrd
 from lib.writer import write_result
 from monailabel.client import MONAILabelClient
 

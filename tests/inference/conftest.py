@@ -5,24 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 
 @pytest.fixture(scope="session")
-def coarse_network_dir(tmp_path_factory) -> Path:
+def coarse_network_dir(make_tiny_network) -> Path:
     """The tiny SwinUNETR of tests/conftest.py at 14 mm: a phantom at 8 mm (≤ 400 mm wide) fits one 32×32×64 window."""
-    from arena_seg.data.phantoms import BASE_ORGANS
-    from arena_seg.models.registry import Preprocessing, build_network, get_spec, save_network
-
-    spec = get_spec("default")
-    arch = {"class": spec.arch["class"], "kwargs": {**spec.arch["kwargs"], "out_channels": len(BASE_ORGANS) + 1}}
-    torch.manual_seed(0)
-    net = build_network(arch)
-    out = tmp_path_factory.mktemp("coarse") / "network"
-    save_network(net, out, name="default", arch=arch, labels={n: i + 1 for i, n in enumerate(BASE_ORGANS)},
-                 preprocessing=Preprocessing(spacing=(14.0, 14.0, 14.0), patch=(32, 32, 64)), targets=spec.targets,
-                 head=spec.head)
-    return out
+    return make_tiny_network(spacing=(14.0, 14.0, 14.0), patch=(32, 32, 64))
 
 
 @pytest.fixture()

@@ -1,0 +1,95 @@
+"""Helpers of the MONAI Label app's tests (a unique module name: test files import it directly)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+APP_DIR = REPO / "apps" / "arena_seg"
+VENV_BIN = Path(sys.executable).parent
+if str(APP_DIR) not in sys.path:
+    sys.path.insert(0, str(APP_DIR))  # MONAI Label imports the app's package as `lib`; so do the tests
+
+COARSE_SPACING = (12.0, 12.0, 12.0)  # a 6 mm phantom is one (32, 32, 64) window at 12 mm: fast on a busy CPU
+COARSE_PATCH = (32, 32, 64)
+GALLBLADDER = 8  # id in the phantoms' truth labels
+
+
+@pytest.fixture(scope="session")
+def coarse_network_dir(make_tiny_network) -> Path:
+    """The tiny default-architecture SwinUNETR at 12 mm (random weights)."""
+    return make_tiny_network(spacing=COARSE_SPACING, patch=COARSE_PATCH)
+
+
+@pytest.fixture()
+def coarse_default(coarse_network_dir, monkeypatch) -> Path:
+    monkeypatch.setenv("ARENA_SEG_DEFAULT_MODEL", str(coarse_network_dir))
+    return coarse_network_dir
+
+
+def truth(phantom_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(label array, affine) of a phantom's truth label."""
+    import nibabel as nib
+
+    img = nib.load(str(phantom_dir / "labels" / f"{name}.nii.gz"))
+    return np.asarray(img.dataobj), img.affine
+
+
+def write_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> Path:
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(array.astype(np.uint8), affine), str(path))
+    return path
+
+
+def write_seg_nrrd(layers: list[np.ndarray], affine: np.ndarray, segments: list[tuple[str, int, int]],
+                   path: Path) -> Path:
+    """A Slicer-style .seg.nrrd (LPS): 3-D for one layer, 4-D (list axis first) for several; segments are
+    (name, layer, label value)."""
+    import nrrd
+
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+    directions = lps[:3, :3].T.tolist()
+    data = layers[0] if len(layers) == 1 else np.stack(layers, axis=0)
+    header = {"space": "left-posterior-superior", "space origin": lps[:3, 3].tolist(),
+              "space directions": directions if len(layers) == 1 else [[np.nan] * 3, *directions],
+              "kinds": ["domain"] * 3 if len(layers) == 1 else ["list", "domain", "domain", "domain"]}
+    for i, (name, layer, value) in enumerate(segments):
+        header.update({f"Segment{i}_Name": name, f"Segment{i}_ID": f"Segment_{i}", f"Segment{i}_Layer": str(layer),
+                       f"Segment{i}_LabelValue": str(value)})
+    nrrd.write(str(path), data.astype(np.uint8), header)
+    return path
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    denom = int(a.sum()) + int(b.sum())
+    return 1.0 if denom == 0 else 2.0 * int((a & b).sum()) / denom
+
+
+def app_class():
+    """The app's class, loaded from main.py as MONAI Label loads it (without unloading the tests' `lib`)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("arena_seg_app_main", APP_DIR / "main.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ArenaSegApp
+
+
+def save_version(store, network_dir: Path, organ: str) -> str:
+    """A finished version holding a (random) network adapted to ``organ``, written through the version store."""
+    import json
+
+    from arena_seg.models.registry import build_network, load_network, save_network
+
+    _, spec = load_network(network_dir)
+    arch = {"class": spec.arch["class"], "kwargs": {**spec.arch["kwargs"], "out_channels": 2}}
+    with store.new_version() as (version, stage):
+        save_network(build_network(arch), stage / "network", name="default+arena", arch=arch, labels={organ: 1},
+                     preprocessing=spec.preprocessing, targets=spec.targets, head=spec.head)
+        (stage / "manifest.json").write_text(json.dumps({"labels": {organ: 1}, "version": version}))
+    return version
