@@ -163,7 +163,7 @@ def test_library_runner_labels_formats_and_atomic_writes(phantom_series, coarse_
     report = batch.run_batch([series], tmp_path / "out", predictor, formats=["nifti"], labels=["liver"])
     assert report["series"][0]["status"] == "done" and set(report["series"][0]["volumes_ml"]) == {"liver"}
     # a write that fails half-way leaves neither a mask nor a temporary file
-    monkeypatch.setattr(batch.nib, "save", lambda img, path: (Path(path).write_bytes(b"half"), 1 / 0))
+    monkeypatch.setattr(nib, "save", lambda img, path: (Path(path).write_bytes(b"half"), 1 / 0))
     report = batch.run_batch([series], tmp_path / "out2", predictor, formats=["nifti", "seg"])
     (entry,) = report["series"]
     assert entry["status"] == "failed" and entry["reason"].startswith("writing outputs failed: ZeroDivisionError")

@@ -10,41 +10,25 @@ between the ranks and rank 0 writes ``OUTPUT/report.json``.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
-import os
-import re
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from arena_seg import __version__
 from arena_seg.errors import InputError
+from arena_seg.files import write_json as _write_json
+from arena_seg.files import write_nifti_mask
 from arena_seg.inference import distributed
+from arena_seg.inference.batch_inputs import SeriesItem, collect_inputs
 
 FORMATS = ("nifti", "seg")
 REPORT_VERSION = 1
-_NIFTI = (".nii.gz", ".nii")
-
-
-@dataclass
-class SeriesItem:
-    """One unit of work: a DICOM series (its files) or a NIfTI file; ``key`` names its output folder."""
-
-    key: str
-    kind: str  # "dicom" | "nifti"
-    files: list[str]
-    folder: str
-    uid: str = ""
-    modality: str = ""
-    description: str = ""
-    error: str = ""  # set for a file that looks like DICOM but cannot be read
 
 
 @dataclass
@@ -57,83 +41,6 @@ class _Job:
     affine: np.ndarray | None = None
     headers: list | None = None
     mask: np.ndarray | None = None
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "series"
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root.resolve())) or "."
-    except ValueError:
-        return str(path.resolve())
-
-
-def collect_inputs(inputs: Sequence[str | Path], exclude: Sequence[str | Path] = ()) -> list[SeriesItem]:
-    """Series and NIfTI files under the given folders/files, sorted by key (the order every rank shares)."""
-    from arena_seg.data.dicom_read import find_dicom_series
-
-    items: list[SeriesItem] = []
-    for given in inputs:
-        root = Path(given)
-        if not root.exists():
-            raise InputError(f"input {root} does not exist")
-        base = root if root.is_dir() else root.parent
-        if root.is_file() and root.name.endswith(_NIFTI):
-            niftis, (series, unreadable) = [root], ([], [])
-        elif root.is_file():
-            series, unreadable = find_dicom_series(root.parent, exclude=exclude)
-            series = [s for s in series if root in s.files]
-            niftis = []
-        else:
-            series, unreadable = find_dicom_series(root, exclude=exclude)
-            skip = [Path(e).resolve() for e in exclude]
-            niftis = sorted(p for p in root.rglob("*") if p.name.endswith(_NIFTI) and not p.name.startswith(".")
-                            and not any(p.resolve().is_relative_to(s) for s in skip))
-        for s in series:
-            folder = _rel(s.folder, base)
-            key = f"{_slug(folder if folder != '.' else base.name)}_{hashlib.sha1(s.uid.encode()).hexdigest()[:8]}"
-            items.append(SeriesItem(key, "dicom", [str(f) for f in s.files], folder, s.uid, s.modality,
-                                    s.description))
-        for p in niftis:
-            rel = _rel(p, base)
-            items.append(SeriesItem(_slug(re.sub(r"\.nii(\.gz)?$", "", rel)), "nifti", [str(p)], rel))
-        for p, why in unreadable:
-            items.append(SeriesItem(f"unreadable_{_slug(_rel(p, base))}", "file", [str(p)], _rel(p, base),
-                                    error=f"not readable as DICOM ({why})"))
-    seen: dict[str, int] = {}
-    for item in sorted(items, key=lambda i: (i.key, i.files[0])):
-        n = seen.setdefault(item.key, 0)
-        seen[item.key] += 1
-        if n:
-            item.key = f"{item.key}_{n}"
-    return sorted(items, key=lambda i: i.key)
-
-
-def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
-    """Write through a temporary name in the same folder, then rename (never a half-written ``path``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".partial.{path.name}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def _write_json(path: Path, data: dict) -> Path:
-    return _atomic(path, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
-
-
-def write_nifti_mask(path: Path, mask: np.ndarray, affine: np.ndarray) -> Path:
-    """Save a uint8 mask with its RAS affine (qform and sform) atomically."""
-    img = nib.Nifti1Image(np.asarray(mask, dtype=np.uint8), affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    img.header.set_xyzt_units("mm")
-    return _atomic(path, lambda p: nib.save(img, str(p)))
 
 
 class _NetworkClock:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
@@ -15,6 +13,7 @@ from torch import nn
 
 from arena_seg.data.transforms import infer_transforms
 from arena_seg.data.volumes import read_volume
+from arena_seg.files import write_json, write_nifti_mask
 from arena_seg.models.registry import FoundationSpec
 
 #: above this many voxels × channels, probabilities are not resampled back (memory); the label map is instead
@@ -97,16 +96,9 @@ class Predictor:
 
 
 def write_mask(mask: np.ndarray, affine: np.ndarray, out: str | Path, labels: dict[str, int]) -> tuple[Path, Path]:
-    """Write ``mask`` as NIfTI (uint8) and its label map beside it as ``<name>.json`` ({organ: id})."""
+    """Write ``mask`` as NIfTI (uint8) and its label map beside it as ``<name>.json`` ({organ: id}), atomically."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    img = nib.Nifti1Image(mask.astype(np.uint8), affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    tmp = out.with_name(".partial." + out.name)
-    nib.save(img, str(tmp))
-    tmp.replace(out)  # never leave a half-written mask under the final name
+    write_nifti_mask(out, mask, affine)
     stem = out.name[: -len(".nii.gz")] if out.name.endswith(".nii.gz") else out.stem
-    label_file = out.with_name(stem + ".json")
-    label_file.write_text(json.dumps(labels, indent=2) + "\n")
+    label_file = write_json(out.with_name(stem + ".json"), labels)
     return out, label_file

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import re
 from collections.abc import Callable, Iterable
@@ -19,6 +18,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from arena_seg.files import atomic_write
 
 from .spec import FoundationSpec, Preprocessing, build_network
 
@@ -114,13 +115,6 @@ def load_state_strict(
     return model
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_network(
@@ -163,9 +157,9 @@ def save_network(
     # clone: safetensors refuses tensors sharing storage (views, tied weights)
     state = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
     weights = path / WEIGHTS_FILE
-    _atomic_write(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT}))
+    atomic_write(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT}))
     config["sha256"] = sha256_file(weights)
-    _atomic_write(path / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+    atomic_write(path / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
 
 
 def read_network_config(path: Path) -> dict[str, Any]:

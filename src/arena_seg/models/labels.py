@@ -5,15 +5,10 @@ Names follow TotalSegmentator spelling where one exists, so the same organ has t
 
 from __future__ import annotations
 
+from arena_seg.organs import BASE_ORGANS, PHANTOM_LABELS
+
 # The embedded `default` network: channel 0 is background (softmax over 1 + 6 channels).
-DEFAULT_LABELS: dict[str, int] = {
-    "liver": 1,
-    "spleen": 2,
-    "kidney_right": 3,
-    "kidney_left": 4,
-    "aorta": 5,
-    "stomach": 6,
-}
+DEFAULT_LABELS: dict[str, int] = {name: PHANTOM_LABELS[name] for name in BASE_ORGANS}
 
 # FSEFT universal template, as written in jusiro/fewshot-finetuning pretrain/datasets/templates.py
 # (UNIVERSAL_TEMPLATE, 1-based). The pre-trained head has 29 outputs and NO background channel: it is trained

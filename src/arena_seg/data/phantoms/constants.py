@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-PHANTOM_LABELS: dict[str, int] = {
-    "liver": 1,
-    "spleen": 2,
-    "kidney_right": 3,
-    "kidney_left": 4,
-    "aorta": 5,
-    "stomach": 6,
-    "pancreas": 7,
-    "gallbladder": 8,
-    "inferior_vena_cava": 9,
-    "urinary_bladder": 10,
-}
-BASE_ORGANS: tuple[str, ...] = ("liver", "spleen", "kidney_right", "kidney_left", "aorta", "stomach")
-NOVEL_ORGANS: tuple[str, ...] = ("pancreas", "gallbladder", "inferior_vena_cava", "urinary_bladder")
+from arena_seg.organs import BASE_ORGANS, NOVEL_ORGANS, PHANTOM_LABELS  # noqa: F401  (re-exported)
+
 PHASES: tuple[str, ...] = ("non_contrast", "arterial", "portal_venous")
 
 HU_MIN, HU_MAX = -1024, 3071
