@@ -14,10 +14,11 @@ from typing import Any
 import lib.configs.arena
 import lib.configs.foundation
 from fastapi import HTTPException
+from lib.batch import ArenaBatchInfer
 from lib.conf import AppConf
 from lib.datastore import ArenaDatastore
 from lib.errors import http_errors
-from lib.guards import CpuSafeBatchInfer, install_train_checks
+from lib.guards import install_batch_checks, install_train_checks
 from lib.models import ModelCache
 from lib.requests import resolve_image
 from lib.versions import VersionStore
@@ -67,12 +68,13 @@ class ArenaSegApp(MONAILabelApp):
     def init_strategies(self) -> dict[str, Strategy]:
         return {"random": Random(), "first": First(), **self.configs["arena"].strategy()}
 
-    def init_batch_infer(self) -> CpuSafeBatchInfer:
-        return CpuSafeBatchInfer()
+    def init_batch_infer(self) -> ArenaBatchInfer:
+        return ArenaBatchInfer(self.models, self.arena_conf.arena_dir.parent / "batch")
 
     def on_init_complete(self) -> None:
         super().on_init_complete()
         install_train_checks(self.check_train)  # only the server process has endpoints to guard
+        install_batch_checks(self.check_batch_infer)
 
     def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
         """Stock infer, with 404 for an unknown model or image and the image resolved through the datastore."""
@@ -100,6 +102,20 @@ class ArenaSegApp(MONAILabelApp):
                                                         f"{', '.join(self._trainers) or 'none'}")
         with http_errors():
             self._trainers[model].check({"model": model, **params}, self.datastore())
+
+    def check_batch_infer(self, model: str, params: dict[str, Any]) -> None:
+        """404 for an unknown model, 409 for `arena` before its first good training run."""
+        if model not in self._infers:
+            raise HTTPException(status_code=404, detail=f"unknown model {model!r}; models: {', '.join(self._infers)}")
+        if model == "arena":
+            with http_errors():
+                self.versions.resolve(params.get("version") or self.arena_conf.version)
+
+    def batch_infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
+        """Batch infer on arena-seg's runner (lib/batch.py); checked first, errors as 4xx when run in-process."""
+        self.check_batch_infer(request.get("model", ""), request)
+        with http_errors():
+            return super().batch_infer(request, datastore)
 
     def train(self, request: dict[str, Any]) -> Any:
         self.check_train(request.get("model", ""), {k: v for k, v in request.items() if k != "model"})

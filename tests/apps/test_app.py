@@ -90,14 +90,41 @@ def test_train_without_labels_or_with_bad_options_is_4xx(make_app):
         app_without_labels.check_train("arena", {})
 
 
-def test_batch_infer_defaults_to_cpu_without_gpu(make_app, monkeypatch):
-    import torch
+def test_batch_infer_saves_every_mask_as_a_label(make_app, phantom_dir, tmp_path):
+    import json
 
-    seen = []
+    import nibabel as nib
+    import numpy as np
+
     app = make_app()
-    monkeypatch.setattr(app, "infer", lambda request, datastore=None: seen.append(request["device"]) or {})
-    app.batch_infer({"model": "foundation", "images": "all", "device": "cuda", "multi_gpu": True})
-    assert len(seen) == 2 and set(seen) == ({"cpu"} if not torch.cuda.is_available() else set(seen))
+    # the endpoint's default request asks for cuda and several GPUs; a CPU server must still run it
+    result = app.batch_infer({"model": "foundation", "images": "all", "device": "cuda", "multi_gpu": True})
+    assert set(result) == {"phantom_000", "phantom_001", "_summary"}
+    assert result["_summary"].startswith("2 series: 2 done, 0 skipped, 0 failed")
+    datastore = app.datastore()
+    for image_id in ("phantom_000", "phantom_001"):
+        entry = result[image_id]
+        assert entry["status"] == "done" and entry["label"]
+        label = nib.load(datastore.get_label_uri(image_id, "original"))
+        image = nib.load(datastore.get_image_uri(image_id))
+        assert label.shape == image.shape and np.allclose(label.affine, image.affine, atol=1e-4)
+        values = np.asarray(label.dataobj)
+        assert set(np.unique(values)) <= {0, 1, 2, 3, 4, 5, 6}
+        voxel_ml = abs(np.linalg.det(label.affine[:3, :3])) / 1000
+        assert entry["volumes_ml"]["liver"] == pytest.approx((values == 1).sum() * voxel_ml, abs=1e-3)
+    reports = list((tmp_path / "m" / "batch").glob("foundation-*/report.json"))
+    assert len(reports) == 1 and json.loads(reports[0].read_text())["summary"]["done"] == 2
+
+
+def test_batch_infer_checks_the_model_first(make_app):
+    app = make_app()
+    with pytest.raises(HTTPException) as err:
+        app.check_batch_infer("segmentation", {})
+    assert err.value.status_code == 404
+    with pytest.raises(HTTPException) as err:
+        app.check_batch_infer("arena", {})  # no training run yet
+    assert err.value.status_code == 409 and "no adapted model yet" in err.value.detail
+    app.check_batch_infer("foundation", {})
 
 
 def test_failed_training_run_keeps_latest(make_app, coarse_network_dir, phantom_dir, tmp_path, monkeypatch):

@@ -25,6 +25,7 @@ import pytest
 from app_support import APP_DIR, GALLBLADDER, VENV_BIN, dice, truth, write_nifti, write_seg_nrrd
 from lib.writer import write_result
 from monailabel.client import MONAILabelClient
+from monailabel.client.client import MONAILabelUtils
 
 from arena_seg.data.volumes import read_volume
 
@@ -98,6 +99,16 @@ def _status(call) -> tuple[int, str]:
     return int(match.group(1)), text
 
 
+def _batch_infer(url: str, model: str, images: str = "all") -> dict:
+    """POST /batch/infer/<model> with the endpoint's default params (device cuda) and wait for it."""
+    params = {"device": "cuda", "multi_gpu": True, "label_tag": "original", "max_workers": 1}
+    status, body = MONAILabelUtils.http_method("POST", url, f"/batch/infer/{model}?images={images}&run_sync=true",
+                                               params)
+    if status != 200:
+        raise RuntimeError(f"Status: {status}; {body}")
+    return json.loads(body)
+
+
 def _wait_for_training(client: MONAILabelClient) -> dict:
     deadline = time.time() + TRAIN_TIMEOUT
     while time.time() < deadline:
@@ -125,6 +136,8 @@ def test_bad_requests_are_4xx_and_the_server_keeps_serving(server, phantom_dir, 
         "max_epochs": lambda: c.train_start("arena", {"max_epochs": "many"}),
         "not in the datastore": lambda: c.infer("foundation", "../../../../../../../../etc/passwd", {}),
         "unknown trainer": lambda: c.train_start("segmentation", {}),
+        "unknown model 'segmentation'": lambda: _batch_infer(server.url, "segmentation"),
+        "run the `arena` trainer": lambda: _batch_infer(server.url, "arena"),
     }
     label, affine = truth(phantom_dir, "phantom_001")  # another phantom's grid
     wrong = write_nifti((label == GALLBLADDER).astype(np.uint8), affine, tmp_path / "wrong.nii.gz")
@@ -201,3 +214,13 @@ def test_labels_train_infer_and_versions(server, phantom_dir, tmp_path):
     assert params["version"] == "v001"
     _, params = c.infer("arena", "phantom_004", {})
     assert params["version"] == "v002"
+
+    # batch infer over the scans nobody labelled: one loaded model, each mask saved as the scan's label
+    result = _batch_infer(server.url, "arena", images="unlabeled")
+    assert result["_summary"].startswith("2 series: 2 done"), result
+    for image_id in ("phantom_003", "phantom_004"):
+        assert result[image_id]["status"] == "done" and "gallbladder" in result[image_id]["volumes_ml"]
+        stored = read_volume(server.studies / "labels" / "original" / f"{image_id}.nii.gz", "label")
+        image = read_volume(server.studies / f"{image_id}.nii.gz")
+        assert stored.shape == image.shape and set(np.unique(stored.array)) <= {0, 1}
+    assert _alive(server.url)

@@ -2,8 +2,8 @@
 
 ``POST /train/{model}`` answers 200 to any options and reads them only inside the training subprocess, which then
 fails where nobody sees it. The server's train endpoint functions are wrapped once, at start, so the app checks the
-model name, the options and the labelled scans first and answers 4xx with a message. Batch inference's default
-request divides the work by the GPU count and fails on a CPU server; :class:`CpuSafeBatchInfer` fixes that.
+model name, the options and the labelled scans first and answers 4xx with a message. ``POST /batch/infer/{model}``
+gets the same treatment: an unknown model, or `arena` before any training run, is a 4xx, not a failed task.
 """
 
 from __future__ import annotations
@@ -11,9 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
-
-import torch
-from monailabel.interfaces.tasks.batch_infer import BatchInferTask
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +42,17 @@ def install_train_checks(check: Callable[[str, dict[str, Any]], None]) -> None:
     logger.info("train requests are checked before a task is submitted")
 
 
-class CpuSafeBatchInfer(BatchInferTask):
-    """Stock batch inference, with ``device`` cpu and ``multi_gpu`` off when the server has no GPU."""
+def install_batch_checks(check: Callable[[str, dict[str, Any]], None]) -> None:
+    """Wrap monailabel.endpoints.batch_infer.run so ``check(model, params)`` runs before a task starts."""
+    import monailabel.endpoints.batch_infer as endpoint
 
-    def __call__(self, request: dict[str, Any], datastore: Any, infer: Callable) -> Any:
-        if not torch.cuda.is_available():
-            request = {**request, "device": "cpu", "multi_gpu": False}
-        return super().__call__(request, datastore, infer)
+    if getattr(endpoint.run, "_arena_checked", False):
+        return
+    run = endpoint.run
+
+    def checked_run(model: str, images: Any = None, params: dict | None = None, run_sync: bool | None = False) -> Any:
+        check(model, dict(params or {}))
+        return run(model, images, params, run_sync)
+
+    checked_run._arena_checked = True  # type: ignore[attr-defined]
+    endpoint.run = checked_run

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import time
 from dataclasses import replace
+from pathlib import Path
 
 from arena_seg.errors import InputError
 
@@ -23,6 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-samples", type=int, default=4)
     p.add_argument("--val", type=int, default=2, help="held-out volumes for validation and the model card")
     p.add_argument("--val-every", type=int, default=10)
+    p.add_argument("--sampler", choices=("classes", "posneg"), default="classes",
+                   help="patch centres: an equal share per organ (classes, default) or organ:background 1:1")
+    p.add_argument("--init", metavar="DIR",
+                   help="continue from this network folder (its architecture and preprocessing; same organs)")
+    p.add_argument("--time-limit", type=float, metavar="MIN",
+                   help="stop after this many minutes of training and keep the best validated network")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
@@ -46,21 +54,30 @@ def run(args: argparse.Namespace) -> int:
     random.Random(args.seed).shuffle(order)
     val, train = [pairs[i] for i in order[: args.val]], [pairs[i] for i in order[args.val:]]
 
-    base = get_spec(args.arch)
-    arch = json.loads(json.dumps(base.arch))
-    arch["kwargs"]["out_channels"] = len(organs) + 1
-    spec = replace(base, labels={name: i + 1 for i, name in enumerate(organs)}, arch=arch)
-    model = build_network(arch)
-    # "full" on a freshly built network is plain supervised training; the head keeps its random init
+    if args.init:
+        model, spec = _initial_network(args.init, list(organs))
+        arch = spec.arch
+    else:
+        base = get_spec(args.arch)
+        arch = json.loads(json.dumps(base.arch))
+        arch["kwargs"]["out_channels"] = len(organs) + 1
+        spec = replace(base, labels={name: i + 1 for i, name in enumerate(organs)}, arch=arch)
+        model = build_network(arch)
+    # "full" on a network is plain supervised training of every parameter
     config = FinetuneConfig(method="full", epochs=args.epochs, lr=args.lr, num_samples=args.num_samples,
                             val_every=args.val_every, patience=10**6, seed=args.seed, device=args.device,
-                            warmup_epochs=max(1, args.epochs // 50))
+                            warmup_epochs=max(1, args.epochs // 50), sampler=args.sampler)
+    deadline = time.monotonic() + 60 * args.time_limit if args.time_limit else None
     with staged_output(args.out, force=args.force) as stage:
         bar = ProgressBar(config.epochs)
-        result = finetune(model, replace(spec, labels={}), organs, train, val, config, progress=bar.update_from)
+        # a fresh network's head rows are random anyway; a continued one keeps its rows (same organs, same order)
+        start_spec = spec if args.init else replace(spec, labels={})
+        result = finetune(model, start_spec, organs, train, val, config, progress=bar.update_from,
+                          should_stop=(lambda: time.monotonic() > deadline) if deadline else None)
         bar.close()
         card = {"train_ids": [p["id"] for p in train], "val_ids": [p["id"] for p in val],
-                "epochs": result.epochs_run, "seconds": round(result.seconds), "val_dice": _last_dice(result)}
+                "epochs": result.epochs_run, "seconds": round(result.seconds), "val_dice": _best_dice(result),
+                "sampler": args.sampler, "init": args.init}
         save_network(result.model.cpu(), stage, name=args.arch, arch=arch, labels=spec.labels,
                      preprocessing=spec.preprocessing, targets=spec.targets, head=spec.head,
                      metadata={"pretrain": card, "history": result.history})
@@ -68,8 +85,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _last_dice(result) -> dict[str, float]:
-    for record in reversed(result.history):
-        if "val_dice" in record:
-            return record["val_dice"]
-    return {}
+def _best_dice(result) -> dict[str, float]:
+    """Per-organ Dice of the validation the engine kept (the best mean), which is the network saved."""
+    scored = [r for r in result.history if "val_dice" in r]
+    return max(scored, key=lambda r: r["val_mean_dice"])["val_dice"] if scored else {}
+
+
+def _initial_network(path: str, organs: list[str]):
+    """A saved network to continue from: its architecture and preprocessing, and the same organs in order."""
+    from arena_seg.models.registry import load_network
+
+    model, spec = load_network(Path(path))
+    if list(spec.labels) != organs or sorted(spec.labels.values()) != list(range(1, len(organs) + 1)):
+        raise InputError(f"--init {path}: it segments {', '.join(spec.labels)}; give the same --label options "
+                         "in that order, or train from scratch without --init")
+    return model, spec

@@ -32,7 +32,7 @@ def _intensity(pre: Preprocessing) -> list:
 
 
 def train_transforms(
-    pre: Preprocessing, label_map: dict[int, int], num_samples: int = 6
+    pre: Preprocessing, label_map: dict[int, int], num_samples: int = 6, sampler: str = "posneg"
 ) -> mt.Compose:
     """Training pipeline; MONAI's CacheDataset caches everything before the first random transform.
 
@@ -48,11 +48,19 @@ def train_transforms(
         mt.SpatialPadd(keys=["image", "label"], spatial_size=pre.patch),
         mt.EnsureTyped(keys=["image", "label"], track_meta=False),
     ]
-    random = [
-        mt.RandCropByPosNegLabeld(
+    if sampler == "classes":
+        # ratios=None: every class (background included) centres an equal share of patches
+        crop = mt.RandCropByLabelClassesd(
+            keys=["image", "label"], label_key="label", spatial_size=pre.patch, num_classes=len(label_map) + 1,
+            num_samples=num_samples, image_key="image", image_threshold=0, warn=False,
+        )
+    else:
+        crop = mt.RandCropByPosNegLabeld(
             keys=["image", "label"], label_key="label", spatial_size=pre.patch, pos=1, neg=1,
             num_samples=num_samples, image_key="image", image_threshold=0,
-        ),
+        )
+    random = [
+        crop,
         mt.RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
     ]
     return mt.Compose(deterministic + random)

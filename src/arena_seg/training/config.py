@@ -28,7 +28,10 @@ class FinetuneConfig:
     weight_decay: float = 1e-4  #: AdamW weight decay (never on gates)
     epochs: int = 20  #: passes over the support set; each volume gives `num_samples` patches per pass
     warmup_epochs: int = 2  #: linear warm-up before the cosine decay
-    num_samples: int = 4  #: patches per volume per pass (RandCropByPosNegLabel, pos:neg 1:1)
+    num_samples: int = 4  #: patches per volume per pass
+    #: how patch centres are drawn: "posneg" (RandCropByPosNegLabel, organ:background 1:1, the paper's) or
+    #: "classes" (RandCropByLabelClasses, an equal share per class: small organs are not drowned by large ones)
+    sampler: str = "posneg"
     val_every: int = 5  #: epochs between validations (when validation volumes exist)
     patience: int = 4  #: validations without improvement before stopping early
     seed: int = 0  #: seeds patch sampling, head and adapter initialisation
@@ -44,6 +47,8 @@ class FinetuneConfig:
             problems.append(f"rank must be an integer ≥ 1 (got {self.rank!r})")
         if not self.lam >= 0:
             problems.append(f"lam must be ≥ 0 (got {self.lam!r})")
+        if self.sampler not in ("posneg", "classes"):
+            problems.append(f"sampler must be 'posneg' or 'classes' (got {self.sampler!r})")
         if self.prox not in ("lr", "fixed"):
             problems.append(f"prox must be 'lr' or 'fixed' (got {self.prox!r})")
         if not self.lr > 0:

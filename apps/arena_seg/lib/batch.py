@@ -1,0 +1,99 @@
+"""MONAI Label's batch infer endpoint (POST /batch/infer/<model>) on arena-seg's BatchRunner.
+
+Stock MONAI Label runs its full per-image infer once per datastore image. Here the model is loaded once and
+the CLI's runner (`arena-seg infer`) segments image after image with read-ahead and write-behind; each mask is
+then saved as the image's label (tag ``label_tag``, default "original"), so Slicer's "next sample" and the
+datastore see it. The runner's files and report.json stay under ``<model dir>/batch/<run>/`` (DICOM SEG too,
+for DICOM datastores), and the task returns {image id: {"label", "status", "reason", "volumes_ml"}} plus a
+"_summary" line.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
+from monailabel.interfaces.tasks.batch_infer import BatchInferTask
+
+from arena_seg.errors import InputError
+from arena_seg.inference.batch import BatchRunner, summary_line
+from arena_seg.inference.batch_inputs import SeriesItem
+from lib.models import ModelCache
+
+logger = logging.getLogger(__name__)
+
+
+class ArenaBatchInfer(BatchInferTask):
+    """Batch inference over datastore images with one loaded model (``foundation`` or ``arena``)."""
+
+    def __init__(self, models: ModelCache, out_root: Path) -> None:
+        self.models = models
+        self.out_root = Path(out_root)
+
+    def __call__(self, request: dict[str, Any], datastore: Datastore, infer: Callable | None = None) -> dict:
+        model = request.get("model")
+        device = request.get("device")
+        if not torch.cuda.is_available() and str(device or "").startswith("cuda"):
+            device = None  # the endpoint's default asks for cuda; a CPU server uses its --conf device
+        if model == "foundation":
+            predictor, ref = self.models.foundation(device), "foundation"
+        elif model == "arena":
+            predictor, version = self.models.arena(request.get("version"), device)
+            ref = f"arena/{version}"
+        else:
+            raise InputError(f"unknown model {model!r} for batch infer; choose foundation or arena")
+        image_ids = sorted(self.get_images(request, datastore))
+        max_batch_size = int(request.get("max_batch_size") or 0)
+        if max_batch_size > 0:
+            image_ids = image_ids[:max_batch_size]
+        items = {item.key: (image_id, item) for image_id in image_ids
+                 if (item := _series_item(image_id, datastore.get_image_uri(image_id)))}
+        label_tag = request.get("label_tag") or DefaultLabelTag.ORIGINAL
+        result: dict[str, Any] = {image_id: None for image_id in image_ids}
+        if not items:
+            result["_summary"] = "no images to segment"
+            return result
+
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        out = self.out_root / f"{model}-{stamp}"
+        runner = BatchRunner(predictor, formats=("nifti", "seg"), model_ref=ref, overwrite=True)
+        source = str(getattr(datastore, "_datastore_path", "") or "datastore")
+        report = runner.run([item for _, item in items.values()], out, sources=[source])
+        for entry in report["series"]:
+            image_id, _ = items[entry["key"]]
+            answer = {"status": entry["status"], "reason": entry.get("reason"),
+                      "volumes_ml": entry.get("volumes_ml", {})}
+            nifti = entry.get("outputs", {}).get("nifti")
+            if entry["status"] == "done" and nifti and request.get("save_label", True):
+                answer["label"] = datastore.save_label(
+                    image_id, str(out / nifti), label_tag,
+                    {"model": model, "version": ref, "label_names": runner.labels, "batch": out.name})
+            result[image_id] = answer
+        result["_summary"] = summary_line(report)
+        logger.info("batch infer %s: %s (files in %s)", ref, result["_summary"], out)
+        return result
+
+
+def _series_item(image_id: str, uri: str) -> SeriesItem | None:
+    """A runner work item for a datastore image: a volume file, or a folder holding one DICOM series."""
+    path = Path(uri)
+    key = re.sub(r"[^A-Za-z0-9._-]+", "_", image_id).strip("._") or "image"
+    if path.is_file():
+        return SeriesItem(key, "nifti", [str(path)], path.name)
+    if path.is_dir():
+        from arena_seg.data.dicom_read import find_dicom_series
+
+        series, _ = find_dicom_series(path)
+        if len(series) == 1:
+            s = series[0]
+            return SeriesItem(key, "dicom", [str(f) for f in s.files], path.name, s.uid, s.modality, s.description)
+        reason = "no DICOM series" if not series else f"{len(series)} DICOM series in one image folder"
+        return SeriesItem(key, "file", [str(path)], path.name, error=reason)
+    logger.warning("batch infer: image %s has no file at %s", image_id, uri)
+    return SeriesItem(key, "file", [str(path)], path.name, error=f"image file {uri} is missing")
