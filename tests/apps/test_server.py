@@ -13,10 +13,8 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from lib.writer import write_result
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelUtils
 
+from arena_seg.commands.serve import free_port, server_alive
 from arena_seg.data.volumes import read_volume
 
 START_TIMEOUT = 180  # s; the server imports torch, MONAI and the app on a busy 2-core machine
@@ -42,20 +41,6 @@ class Server:
     client: MONAILabelClient
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _alive(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/info/", timeout=10) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, phantom_dir, coarse_network_dir):
     root = tmp_path_factory.mktemp("server")
@@ -63,7 +48,7 @@ def server(tmp_path_factory, phantom_dir, coarse_network_dir):
     studies.mkdir()
     for image in sorted((phantom_dir / "images").glob("*.nii.gz"))[:5]:
         shutil.copy(image, studies)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
            "ARENA_SEG_DEFAULT_MODEL": str(coarse_network_dir), "MONAI_LABEL_TRACKING_ENABLED": "false"}
     cmd = [str(VENV_BIN / "monailabel"), "start_server", "--app", str(APP_DIR), "--studies", str(studies),
@@ -75,7 +60,7 @@ def server(tmp_path_factory, phantom_dir, coarse_network_dir):
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + START_TIMEOUT
-        while not _alive(url):
+        while not server_alive(url):
             if proc.poll() is not None or time.time() > deadline:
                 pytest.fail(f"server did not start (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
             time.sleep(1)
@@ -145,7 +130,7 @@ def test_bad_requests_are_4xx_and_the_server_keeps_serving(server, phantom_dir, 
     for message, call in checks.items():
         status, text = _status(call)
         assert 400 <= status < 500 and message in text, (message, text)
-        assert _alive(server.url), message
+        assert server_alive(server.url), message
     assert not list((server.studies / "labels" / "final").iterdir())  # the bad label was not stored
     assert c.train_status(check_if_running=True) is False  # no task was submitted
 
@@ -223,4 +208,4 @@ def test_labels_train_infer_and_versions(server, phantom_dir, tmp_path):
         stored = read_volume(server.studies / "labels" / "original" / f"{image_id}.nii.gz", "label")
         image = read_volume(server.studies / f"{image_id}.nii.gz")
         assert stored.shape == image.shape and set(np.unique(stored.array)) <= {0, 1}
-    assert _alive(server.url)
+    assert server_alive(server.url)

@@ -48,15 +48,8 @@ def dice_vs_params(results: dict, path: Path) -> Path:
                 ax.annotate(r["method"], (x, r[f"dice_{group}"]), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")
             ax.set_xscale("log")
-            ax.set_title(f"{group} organs, k={k}")
-            ax.set_xlabel("trainable parameters (end)")
-            ax.set_ylabel("mean Dice")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+            _finish_axis(ax, f"{group} organs, k={k}", "trainable parameters (end)")
+    return _save(plt, fig, path)
 
 
 def dice_vs_rank(results: dict, path: Path) -> Path:
@@ -78,11 +71,19 @@ def dice_vs_rank(results: dict, path: Path) -> Path:
                 ax.axhline(r[f"dice_{group}"], ls="--", lw=1, color=COLOURS.get(r["family"], "tab:green"),
                            label=r["method"])
             ax.set_xscale("log", base=2)
-            ax.set_title(f"{group} organs, k={k}")
-            ax.set_xlabel("initial rank")
-            ax.set_ylabel("mean Dice")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+            _finish_axis(ax, f"{group} organs, k={k}", "initial rank")
+    return _save(plt, fig, path)
+
+
+def _finish_axis(ax, title: str, xlabel: str) -> None:
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("mean Dice")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -117,10 +118,7 @@ def gates_over_training(run: dict, path: Path) -> Path:
             axes[2].axhline(edge - 0.5, color="white", lw=0.6)
         axes[2].set(title="|gate| per rank (layers stacked)", xlabel="epoch", ylabel="rank index")
         fig.colorbar(im, ax=axes[2])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def fewshot_plots(results: dict, out: Path) -> list[Path]:
@@ -150,7 +148,4 @@ def speed_plot(results: dict, path: Path) -> Path:
         ax.axvline(1.0, color="gray", lw=0.8, ls=":")
         ax.set_title(f"{net['name']} ({'×'.join(str(s) for s in net['size'])})")
         ax.set_xlabel("ratio (black tick: target)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

@@ -40,6 +40,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on now (for test and benchmark servers)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def server_alive(url: str, timeout: float = 10) -> bool:
+    """Whether a MONAI Label server answers GET /info/ at ``url``."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/info/", timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 def _volumes(folder: Path) -> list[Path]:
     from arena_seg.data.volumes import VOLUME_SUFFIXES
 

@@ -1,29 +1,6 @@
 """Foundation networks: specs (builder, preprocessing, labels, ARENA targets, head) and weight loading."""
 
-from .registry import (
-    CheckpointError,
-    FoundationSpec,
-    Preprocessing,
-    build_network,
-    default_model_dir,
-    get_spec,
-    list_foundations,
-    load_foundation,
-    load_network,
-    replace_head,
-    save_network,
-)
+from . import registry
+from .registry import *  # noqa: F403  (the public API is the registry's __all__)
 
-__all__ = [
-    "CheckpointError",
-    "FoundationSpec",
-    "Preprocessing",
-    "build_network",
-    "default_model_dir",
-    "get_spec",
-    "list_foundations",
-    "load_foundation",
-    "load_network",
-    "replace_head",
-    "save_network",
-]
+__all__ = list(registry.__all__)
