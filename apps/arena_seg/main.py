@@ -17,6 +17,7 @@ from fastapi import HTTPException
 from lib.batch import ArenaBatchInfer
 from lib.conf import AppConf
 from lib.datastore import ArenaDatastore
+from lib.dicomweb import dicomweb_datastore
 from lib.errors import http_errors
 from lib.guards import install_batch_checks, install_train_checks
 from lib.models import ModelCache
@@ -54,7 +55,10 @@ class ArenaSegApp(MONAILabelApp):
 
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):
-            return super().init_datastore()
+            self.studies = self.studies.strip().rstrip("/")
+            if settings.MONAI_LABEL_DATASTORE.lower() in ("xnat", "dsa"):
+                return super().init_remote_datastore()
+            return dicomweb_datastore(self.studies, self.arena_conf.labels)
         return ArenaDatastore(self.studies, extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
                               auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
                               read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY, organs=self.arena_conf.labels)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +99,32 @@ def save_version(store, network_dir: Path, organ: str) -> str:
                      preprocessing=spec.preprocessing, targets=spec.targets, head=spec.head)
         (stage / "manifest.json").write_text(json.dumps({"labels": {organ: 1}, "version": version}))
     return version
+
+
+@contextmanager
+def running(cmd: list[str], log: Path, url_alive: Callable[[], bool], timeout: float, cwd: Path,
+            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """Start ``cmd`` in its own process group (output to ``log``), wait until ``url_alive()`` (bounded), and stop
+    the whole group afterwards: SIGTERM, then SIGKILL."""
+    with open(log, "wb") as out:  # cwd without a .env: monailabel would read one silently
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + timeout
+        while not url_alive():
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"{Path(cmd[0]).name} did not start (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+def server_env(default_model: Path) -> dict[str, str]:
+    """The environment the tests start MONAI Label with: this venv first on PATH, the given default model."""
+    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "ARENA_SEG_DEFAULT_MODEL": str(default_model), "MONAI_LABEL_TRACKING_ENABLED": "false"}

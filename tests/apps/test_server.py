@@ -12,15 +12,13 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from app_support import APP_DIR, GALLBLADDER, VENV_BIN, dice, truth, write_nifti, write_seg_nrrd
+from app_support import APP_DIR, GALLBLADDER, VENV_BIN, dice, running, server_env, truth, write_nifti, write_seg_nrrd
 from lib.writer import write_result
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelUtils
@@ -49,29 +47,13 @@ def server(tmp_path_factory, phantom_dir, coarse_network_dir):
     for image in sorted((phantom_dir / "images").glob("*.nii.gz"))[:5]:
         shutil.copy(image, studies)
     port = free_port()
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "ARENA_SEG_DEFAULT_MODEL": str(coarse_network_dir), "MONAI_LABEL_TRACKING_ENABLED": "false"}
     cmd = [str(VENV_BIN / "monailabel"), "start_server", "--app", str(APP_DIR), "--studies", str(studies),
            "--host", "127.0.0.1", "--port", str(port), "--conf", "labels", "gallbladder",
            "--conf", "model_dir", str(root / "model")]
-    log = root / "server.log"
-    with open(log, "wb") as out:  # cwd without a .env: monailabel would read one silently
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + START_TIMEOUT
-        while not server_alive(url):
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"server did not start (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
-            time.sleep(1)
+    log = root / "server.log"
+    with running(cmd, log, lambda: server_alive(url), START_TIMEOUT, root, server_env(coarse_network_dir)):
         yield Server(url, studies, root / "model", log, MONAILabelClient(url, tmpdir=str(root / "client")))
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server and its training subprocesses: one process group
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
 
 
 def _status(call) -> tuple[int, str]:

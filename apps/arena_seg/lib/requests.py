@@ -22,6 +22,10 @@ def resolve_image(image: str, datastore: Any, session_root: str | None) -> tuple
     """(path, is_datastore_id) of a request's image; 404 when it is neither a datastore id nor a server upload."""
     try:
         uri = datastore.get_image_uri(image)
+    except HTTPException as exc:
+        if exc.status_code != 404:  # a series that exists but cannot be used says why
+            raise
+        uri = ""
     except Exception:  # remote datastores raise for unknown ids
         uri = ""
     if uri and os.path.exists(uri):

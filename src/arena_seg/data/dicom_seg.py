@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ORGAN_CODES", "build_segmentation", "organ_codes", "write_segmentation"]
+__all__ = ["ORGAN_CODES", "build_segmentation", "organ_codes", "read_segmentation", "write_segmentation"]
 
 _SCT_ANATOMICAL_STRUCTURE = ("123037004", "Anatomical Structure")
 _LATERALITY = {"left": ("7771000", "Left"), "right": ("24028007", "Right")}
@@ -65,9 +66,10 @@ def organ_codes(name: str):
 
 
 def build_segmentation(headers: list, mask: np.ndarray, labels: dict[str, int], *, model_name: str,
-                       model_version: str = "", series_number: int = 901, uid_seed: str = ""):
+                       model_version: str = "", series_number: int = 901, uid_seed: str = "", manual: bool = False):
     """A binary ``hd.seg.Segmentation`` of ``mask`` ((X, Y, Z) = (column, row, slice), slices in the order of
     ``headers``) with one segment per organ of ``labels`` ({organ: mask value}), in that value order.
+    ``manual``: a clinician's label (segments typed MANUAL, no algorithm), else ``model_name``'s result.
 
     UIDs derive from ``uid_seed``, the source series and the mask: the same result always gets the same UIDs.
     """
@@ -95,8 +97,10 @@ def build_segmentation(headers: list, mask: np.ndarray, labels: dict[str, int], 
         category, kind, modifier = organ_codes(organ)
         desc = hd.seg.SegmentDescription(
             segment_number=number, segment_label=organ[:64], segmented_property_category=category,
-            segmented_property_type=kind, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm, tracking_id=organ[:64],
+            segmented_property_type=kind,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL if manual else
+            hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=None if manual else algorithm, tracking_id=organ[:64],
             tracking_uid=generate_uid(entropy_srcs=["track", uid_seed, source_uid, organ]),
         )
         if modifier is not None:
@@ -112,8 +116,9 @@ def build_segmentation(headers: list, mask: np.ndarray, labels: dict[str, int], 
             sop_instance_uid=generate_uid(entropy_srcs=["seg-sop", uid_seed, source_uid]),
             instance_number=1, manufacturer="arena-seg", manufacturer_model_name=model_name[:64],
             software_versions=__version__, device_serial_number="0",
-            series_description=f"arena-seg {model_name}"[:64], content_label="ARENASEG",
-            content_description=f"organs segmented by arena-seg ({model_name})"[:64],
+            series_description=f"arena-seg {'label' if manual else model_name}"[:64], content_label="ARENASEG",
+            content_description=(f"organs drawn by a user ({model_name})" if manual else
+                                 f"organs segmented by arena-seg ({model_name})")[:64],
         )
 
 
@@ -130,3 +135,33 @@ def write_segmentation(path: str | Path, headers: list, mask: np.ndarray, labels
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def read_segmentation(path: str | Path, headers: list, value_of: Callable[[str], int | None]
+                      ) -> tuple[np.ndarray, dict[str, int]]:
+    """A DICOM SEG (any writer's: ours, Slicer's dcmqi, OHIF's) as a label map on its source series' grid.
+
+    ``headers``: the source series' datasets in slice order; ``value_of(segment label)``: the value a segment gets
+    in the map, None to leave it out. Returns ((X, Y, Z) uint8 map, {segment label: value} of the segments kept);
+    on overlap the later segment wins. Raises ValueError when the SEG does not reference ``headers``' instances.
+    """
+    import highdicom as hd
+
+    seg = hd.seg.segread(str(path))
+    kept = {}
+    for desc in seg.SegmentSequence:
+        value = value_of(str(desc.SegmentLabel))
+        if value is not None:
+            kept[int(desc.SegmentNumber)] = (str(desc.SegmentLabel), int(value))
+    out = np.zeros((int(headers[0].Columns), int(headers[0].Rows), len(headers)), dtype=np.uint8)
+    if not kept:
+        return out, {}
+    sops = [str(h.SOPInstanceUID) for h in headers]
+    try:
+        frames = seg.get_pixels_by_source_instance(sops, segment_numbers=sorted(kept), combine_segments=False,
+                                                   assert_missing_frames_are_empty=True)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise ValueError(f"{Path(path).name}: does not fit series {headers[0].SeriesInstanceUID} ({exc})") from None
+    for k, number in enumerate(sorted(kept)):
+        out[frames[..., k].transpose(2, 1, 0) > 0] = kept[number][1]
+    return out, {name: value for name, value in kept.values()}
