@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _FINAL = DefaultLabelTag.FINAL.value
+LIST_TTL = 30.0  # s a PACS listing is reused (stock: 2 hours, so new series stayed invisible that long)
 
 
 def _write_ct(path: Path, series) -> Path:
@@ -62,9 +64,17 @@ class ArenaDicomWebDatastore(OrganLabels, DICOMWebDatastore):
                  cache_path: str | None = None) -> None:
         self.organs = tuple(organs)
         self._synced: set[str] = set()  # image series whose newest SEG has been looked up
+        self._listed: tuple[float, list[str]] = (-LIST_TTL, [])
         super().__init__(client, search_filter, cache_path, fetch_by_frame=False, convert_to_nifti=True)
 
     # ---- images -------------------------------------------------------------------------------------------------
+    def list_images(self) -> list[str]:
+        """SeriesInstanceUIDs of the PACS's series that match the search filter (re-read after LIST_TTL)."""
+        if time.monotonic() - self._listed[0] > LIST_TTL:
+            found = self._client.search_for_series(search_filters=self._search_filter)
+            self._listed = (time.monotonic(), [_tag(s, "0020000E") for s in found])
+        return list(self._listed[1])
+
     def get_image_uri(self, image_id: str) -> str:
         """The cached NIfTI of series ``image_id`` (downloaded and converted on first use); "" for a malformed id."""
         if not _UID.fullmatch(image_id or "") or len(image_id) > 64:
