@@ -20,6 +20,7 @@ from lib.datastore import ArenaDatastore
 from lib.dicomweb import dicomweb_datastore
 from lib.errors import http_errors
 from lib.guards import install_batch_checks, install_train_checks
+from lib.limits import install_body_limit
 from lib.models import ModelCache
 from lib.requests import resolve_image
 from lib.versions import VersionStore
@@ -79,6 +80,8 @@ class ArenaSegApp(MONAILabelApp):
         super().on_init_complete()
         install_train_checks(self.check_train)  # only the server process has endpoints to guard
         install_batch_checks(self.check_batch_infer)
+        install_body_limit(self.arena_conf.max_upload_mb)
+        self.versions.remove_stale_stages()  # no training runs yet in a server that just started
 
     def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
         """Stock infer, with 404 for an unknown model or image and the image resolved through the datastore."""

@@ -19,6 +19,7 @@ CONF_KEYS: dict[str, str] = {
     "model_dir": "folder of the versions (default: <app>/model)",
     "device": "auto, cpu, cuda or cuda:N for inference (default auto)",
     "epochs": "default max_epochs shown in the train options (default 20)",
+    "max_upload_mb": "largest request body accepted, in MB; larger uploads get 413 (default 1024)",
 }
 #: keys that monailabel itself reads from --conf
 _FRAMEWORK_KEYS = {"server_mode", "auth_token"}
@@ -36,6 +37,7 @@ class AppConf:
     model_dir: Path | None = None
     device: str = "auto"
     epochs: int = 20
+    max_upload_mb: float = 1024.0
 
     @property
     def arena_dir(self) -> Path:
@@ -72,6 +74,12 @@ class AppConf:
             raise InputError(f"--conf epochs {conf.get('epochs')!r}: give an integer ≥ 1") from None
         if epochs < 1:
             raise InputError(f"--conf epochs {epochs}: give an integer ≥ 1")
+        try:
+            max_upload_mb = float(conf.get("max_upload_mb") or 1024)
+        except ValueError:
+            max_upload_mb = -1.0
+        if not max_upload_mb > 0:
+            raise InputError(f"--conf max_upload_mb {conf.get('max_upload_mb')!r}: give a number of MB > 0")
         model_dir = conf.get("model_dir")
         return cls(
             app_dir=Path(app_dir),
@@ -82,6 +90,7 @@ class AppConf:
             model_dir=Path(model_dir).expanduser().resolve() if model_dir else None,
             device=str(conf.get("device") or "auto"),
             epochs=epochs,
+            max_upload_mb=max_upload_mb,
         )
 
 

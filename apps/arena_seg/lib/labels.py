@@ -139,6 +139,9 @@ def normalise_label(image: Volume, label: LabelFile, organs: list[str], label_in
             if not np.all(np.isfinite(values)) or not np.allclose(values, np.round(values)):
                 raise InputError(f"label {label.path.name} holds non-integer values; a label map is needed")
             values = np.round(values)
+        if values.size and values.min() < 0:
+            raise InputError(f"label {label.path.name} holds negative values ({int(values.min())}); label maps hold "
+                             "0 for background and positive segment values")
         layers.append(on_image_grid(values.astype(np.int64), label.affine, image, label.path, cropped))
     wanted = {norm_name(o): o for o in organs}
     sources: dict[str, list[tuple[int, int]]] = {}

@@ -75,7 +75,7 @@ class VersionStore:
         """Yield (id, stage folder) for a run; on a clean exit the folder becomes ``versions/<id>`` and ``latest``
         points to it. On any exception (or a kill) the stage is discarded and ``latest`` does not move."""
         self.versions_dir.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_stages()
+        self.remove_stale_stages()
         version, stage = self._claim()
         try:
             yield version, stage
@@ -111,6 +111,7 @@ class VersionStore:
         os.symlink(Path("versions") / version, tmp)
         os.replace(tmp, self.latest_link)  # atomic on POSIX: readers see the old or the new target
 
-    def _remove_stale_stages(self) -> None:
+    def remove_stale_stages(self) -> None:
+        """Remove the stage folders of runs that never finished (a killed server leaves them)."""
         for path in self.versions_dir.glob(f"{_STAGE}*"):
             shutil.rmtree(path, ignore_errors=True)

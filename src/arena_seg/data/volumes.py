@@ -10,6 +10,7 @@ import numpy as np
 from arena_seg.errors import InputError
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha", ".mhd")
+MAX_VOXELS = 1024**3  # a 0.5 mm whole-body CT is ~0.6 G voxels; a header claiming more is refused before reading
 
 
 @dataclass
@@ -35,6 +36,7 @@ def read_volume(path: str | Path, what: str = "image") -> Volume:
             import nibabel as nib
 
             img = nib.load(str(path))
+            _check_size(img.shape, path, what)
             array = np.asanyarray(img.dataobj)
             affine = np.asarray(img.affine, dtype=np.float64)
         else:
@@ -49,13 +51,29 @@ def read_volume(path: str | Path, what: str = "image") -> Volume:
         raise InputError(f"{what} {path} has shape {tuple(array.shape)}; a 3-D volume is needed")
     if min(array.shape) < 2:
         raise InputError(f"{what} {path} has shape {tuple(array.shape)}; every axis needs at least 2 voxels")
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        raise InputError(f"{what} {path} holds NaN or infinite values; export it again from the scanner or viewer")
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise InputError(f"{what} {path} has no usable voxel-to-world matrix (affine {affine[:3, :3].tolist()})")
     return Volume(array=array, affine=affine, path=path)
+
+
+def _check_size(shape: tuple[int, ...], path: Path, what: str) -> None:
+    """Refuse, from the header alone, a volume too large to allocate (a corrupt or hostile header)."""
+    voxels = int(np.prod([max(int(s), 1) for s in shape], dtype=np.float64))
+    if voxels > MAX_VOXELS:
+        raise InputError(f"{what} {path} claims {' x '.join(str(s) for s in shape)} = {voxels:.3g} voxels, more "
+                         f"than the {MAX_VOXELS:.3g} allowed; is the header corrupt?")
 
 
 def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
     import SimpleITK as sitk
 
-    img = sitk.ReadImage(str(path))
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    _check_size(reader.GetSize(), path, "volume")
+    img = reader.Execute()
     array = sitk.GetArrayFromImage(img)  # (z, y, x) in ITK's LPS index order
     if array.ndim == 4 and img.GetNumberOfComponentsPerPixel() > 1:
         raise InputError(f"{path} holds {img.GetNumberOfComponentsPerPixel()} components per voxel; "

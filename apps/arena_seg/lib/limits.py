@@ -1,0 +1,73 @@
+"""A request body limit for the whole server: stock MONAI Label writes any upload, whatever its size, to disk.
+
+Starlette builds its middleware stack when the first ASGI event arrives, before MONAI Label creates the app
+(inside the lifespan event), so ``add_middleware`` is too late; the built stack is wrapped instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI wrapper: 413 for an HTTP request whose body is over ``limit`` bytes (by Content-Length, or counted as
+    it streams in), before the endpoint stores any of it."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, int(limit)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await self._reject(send, int(length))
+        received, started = 0, False
+
+        async def counted() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _BodyTooLargeError
+            return message
+
+        async def tracked(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except _BodyTooLargeError:
+            if not started:
+                await self._reject(send, received)
+
+    async def _reject(self, send: Any, size: int) -> None:
+        mb = self.limit / 2**20
+        body = json.dumps({"detail": f"request body of {size / 2**20:.1f} MB is over the server's limit of "
+                                     f"{mb:g} MB (--conf max_upload_mb)"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def install_body_limit(limit_mb: float) -> None:
+    """Wrap the running MONAI Label FastAPI app's middleware stack (once) with :class:`BodyLimit`."""
+    from monailabel.app import app
+
+    stack = app.middleware_stack or app.build_middleware_stack()
+    if isinstance(stack, BodyLimit):
+        stack.limit = int(limit_mb * 2**20)
+        return
+    app.middleware_stack = BodyLimit(stack, int(limit_mb * 2**20))
+    logger.info("request bodies over %g MB are refused with 413", limit_mb)
