@@ -7,13 +7,10 @@ mapped to the configured organs (:mod:`lib.labels`) and only then written, as a 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,33 +18,18 @@ from typing import Any
 
 import numpy as np
 from fastapi import HTTPException
-from filelock import FileLock
-from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastore
+from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from arena_seg.data.volumes import read_volume
 from arena_seg.files import write_nifti_mask
+from lib.atomic_store import AtomicStore, sweep_partials
 from lib.errors import http_errors
 from lib.labels import normalise_label, read_label
 
 logger = logging.getLogger(__name__)
 
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # no separators, no "..", nothing hidden
-PARTIAL = ".partial"  # suffix of a file being written: no datastore extension matches it
-
-
-def copy_atomic(src: str, dest: str) -> None:
-    """Copy ``src`` to ``dest`` through ``dest.partial`` and one rename: ``dest`` is the old file or the new one,
-    never half of the new one, whenever the process dies."""
-    tmp = dest + PARTIAL
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def validated_label(image_path: str, label_filename: str, organs: tuple[str, ...], label_info: Any
                     ) -> tuple[np.ndarray, np.ndarray, dict]:
     """(uint8 ids 1..n of ``organs`` on the image's grid (X, Y, Z), the image's affine, what was found); a label
@@ -92,12 +74,12 @@ class OrganLabels:
         return items, skipped
 
 
-class ArenaDatastore(OrganLabels, LocalDatastore):
+class ArenaDatastore(OrganLabels, AtomicStore, LocalDatastore):
     """LocalDatastore whose final labels are validated and stored as ids 1..n of ``organs``."""
 
     def __init__(self, datastore_path: str, *args: Any, organs: tuple[str, ...] = (), **kwargs: Any) -> None:
         self.organs = tuple(organs)
-        _sweep_partials(datastore_path)
+        sweep_partials(datastore_path)
         super().__init__(datastore_path, *args, **kwargs)
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
@@ -109,49 +91,7 @@ class ArenaDatastore(OrganLabels, LocalDatastore):
                                                         "'-' only (no path separators or '..')")
         with http_errors():
             read_volume(image_filename)
-        name = self._filename(image_id, ext)
-        with FileLock(self._lock_file):
-            copy_atomic(image_filename, os.path.join(self._datastore.image_path(), name))
-            info = {**(image_info or {}), "ts": int(time.time()), "name": name}
-            old = self._datastore.objects.get(image_id)
-            self._datastore.objects[image_id] = ImageLabelModel(image=DataModel(info=info, ext=ext),
-                                                                labels=old.labels if old else {})
-            self._update_datastore_file(lock=False)
-        return image_id
-
-    def _store_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
-        """Stock save_label with an atomic copy (a killed server leaves the previous label, not half a new one)."""
-        obj = self._datastore.objects.get(image_id)
-        if not obj:
-            raise HTTPException(status_code=404, detail=f"image {image_id!r} is not in the datastore")
-        _, ext = self._to_id(os.path.basename(label_filename))
-        label_path = self._datastore.label_path(label_tag)
-        name = self._filename(image_id, ext)
-        with FileLock(self._lock_file):
-            os.makedirs(label_path, exist_ok=True)
-            copy_atomic(label_filename, os.path.join(label_path, name))
-            obj.labels[label_tag] = DataModel(info={**(label_info or {}), "ts": int(time.time()), "name": name},
-                                              ext=ext)
-            self._update_datastore_file(lock=False)
-        return image_id
-
-    def _update_datastore_file(self, lock: bool = True) -> None:
-        """Stock writes datastore_v2.json in place (a kill mid-write corrupts it); this writes it atomically."""
-        def write() -> None:
-            self._ignore_event_config = True
-            tmp = self._datastore_config_path + PARTIAL
-            with open(tmp, "w") as f:
-                f.write(json.dumps(self._datastore.model_dump(exclude={"base_path"}), indent=2, default=str))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._datastore_config_path)
-            self._config_ts = os.stat(self._datastore_config_path).st_mtime
-
-        if lock:
-            with FileLock(self._lock_file):
-                write()
-        else:
-            write()
+        return self._store_image(image_id, image_filename, image_info)
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
         """Validate, normalise and store a label; a bad one raises HTTPException 4xx and leaves no file behind."""
@@ -181,11 +121,3 @@ class ArenaDatastore(OrganLabels, LocalDatastore):
         if current and not current.endswith(".nii.gz") and os.path.isfile(current):
             os.unlink(current)
 
-
-def _sweep_partials(root: str) -> None:
-    """Remove files a killed server left half-written (``*.partial``) under the studies folder."""
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            if name.endswith(PARTIAL):
-                logger.warning("removing %s, left half-written by a server that was stopped", name)
-                os.unlink(os.path.join(dirpath, name))

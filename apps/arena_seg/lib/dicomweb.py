@@ -29,6 +29,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from arena_seg.data.dicom_read import SeriesError, read_dicom_series
 from arena_seg.data.dicom_seg import build_segmentation, read_segmentation
 from arena_seg.files import write_nifti_mask
+from lib.atomic_store import AtomicStore, partial, sweep_partials
 from lib.conf import norm_name
 from lib.datastore import OrganLabels, temporary_nifti, validated_label
 
@@ -57,7 +58,7 @@ def _tag(meta: dict, tag: str) -> str:
     return str(value[0])
 
 
-class ArenaDicomWebDatastore(OrganLabels, DICOMWebDatastore):
+class ArenaDicomWebDatastore(OrganLabels, AtomicStore, DICOMWebDatastore):
     """Images are the CT series of a DICOMweb server; final labels are DICOM SEGs there, cached as NIfTI."""
 
     def __init__(self, client: DICOMwebClient, organs: tuple[str, ...], search_filter: dict[str, Any],
@@ -66,6 +67,7 @@ class ArenaDicomWebDatastore(OrganLabels, DICOMWebDatastore):
         self._synced: set[str] = set()  # image series whose newest SEG has been looked up
         self._listed: tuple[float, list[str]] = (-LIST_TTL, [])
         super().__init__(client, search_filter, cache_path, fetch_by_frame=False, convert_to_nifti=True)
+        sweep_partials(self._datastore_path)
 
     # ---- images -------------------------------------------------------------------------------------------------
     def list_images(self) -> list[str]:
@@ -83,10 +85,9 @@ class ArenaDicomWebDatastore(OrganLabels, DICOMWebDatastore):
         if nii.is_file() and image_id in self._datastore.objects:
             return str(nii)
         series = self._read_series(image_id)
-        tmp = Path(self._datastore.image_path()) / f".partial-{image_id}"
+        tmp = Path(partial(Path(self._datastore.image_path()) / image_id))
         try:
-            LocalDatastore.add_image(self, image_id, str(_write_ct(tmp / f"{image_id}.nii.gz", series)),
-                                     self._dicom_info(image_id))
+            self._store_image(image_id, str(_write_ct(tmp / f"{image_id}.nii.gz", series)), self._dicom_info(image_id))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return str(nii)
@@ -103,7 +104,7 @@ class ArenaDicomWebDatastore(OrganLabels, DICOMWebDatastore):
         if (folder / ".complete").is_file():
             return folder
         study = self._study_of(uid)
-        tmp = folder.with_name(f".partial-{uid}-{os.getpid()}")
+        tmp = Path(partial(folder))
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
@@ -132,7 +133,7 @@ class ArenaDicomWebDatastore(OrganLabels, DICOMWebDatastore):
         if not image_path:
             raise HTTPException(status_code=404, detail=f"image {image_id!r} is not a series of {self.name()}")
         if label_tag != _FINAL:
-            return LocalDatastore.save_label(self, image_id, label_filename, label_tag, label_info)
+            return self._store_label(image_id, label_filename, label_tag, label_info)
         info = dict(label_info or {})
         array, affine, found = validated_label(image_path, label_filename, self.organs, info.get("label_info"))
         series = self._read_series(image_id)
@@ -146,7 +147,7 @@ class ArenaDicomWebDatastore(OrganLabels, DICOMWebDatastore):
                                                         f"{exc}") from None
         info.update(found, SeriesInstanceUID=str(seg.SeriesInstanceUID), arena_source="DICOM SEG (saved here)")
         with temporary_nifti(array, affine) as tmp:
-            LocalDatastore.save_label(self, image_id, tmp, _FINAL, info)
+            self._store_label(image_id, tmp, _FINAL, info)
         logger.info("stored label of %s as SEG %s: %s", image_id, seg.SeriesInstanceUID, found["arena_voxels"])
         return image_id
 
@@ -212,10 +213,10 @@ class ArenaDicomWebDatastore(OrganLabels, DICOMWebDatastore):
             raise ValueError(f"none of its segments is a non-empty {', '.join(self.organs)}")
         info = {"SeriesInstanceUID": seg_uid, "arena_labels": {o: i + 1 for i, o in enumerate(self.organs)},
                 "arena_voxels": counts, "arena_source": "DICOM SEG", "segments": kept}
-        tmp_dir = Path(self._datastore.label_path(_FINAL)) / f".partial-{seg_uid}"
+        tmp_dir = Path(partial(Path(self._datastore.label_path(_FINAL)) / seg_uid))
         try:
-            LocalDatastore.save_label(self, image_id, str(write_nifti_mask(tmp_dir / "label.nii.gz", array,
-                                                                          series.affine)), _FINAL, info)
+            self._store_label(image_id, str(write_nifti_mask(tmp_dir / "label.nii.gz", array, series.affine)), _FINAL,
+                              info)
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         logger.info("cached SEG %s of series %s: %s", seg_uid, image_id, counts)
