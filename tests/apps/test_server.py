@@ -69,8 +69,9 @@ def _status(call) -> tuple[int, str]:
 def _batch_infer(url: str, model: str, images: str = "all") -> dict:
     """POST /batch/infer/<model> with the endpoint's default params (device cuda) and wait for it."""
     params = {"device": "cuda", "multi_gpu": True, "label_tag": "original", "max_workers": 1}
-    status, body = MONAILabelUtils.http_method("POST", url, f"/batch/infer/{model}?images={images}&run_sync=true",
+    status, body, *_ = MONAILabelUtils.http_method("POST", url, f"/batch/infer/{model}?images={images}&run_sync=true",
                                                params)
+    body = body.decode() if isinstance(body, bytes) else body
     if status != 200:
         raise RuntimeError(f"Status: {status}; {body}")
     return json.loads(body)
