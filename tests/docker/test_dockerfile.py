@@ -8,15 +8,16 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from arena_seg.commands.serve import free_port, server_alive
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps"))
+from app_support import running  # noqa: E402  (the app tests' server start/stop helper)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -106,23 +107,8 @@ def test_the_entry_command_serves_and_the_healthcheck_sees_it(tmp_path):
               health[1].replace(str(workdir), str(ROOT)), f"http://127.0.0.1:{port}"]
     assert subprocess.run(health, capture_output=True).returncode == 1  # nothing listens yet: unhealthy
 
-    log = tmp_path / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        deadline = time.time() + START_TIMEOUT
-        while not server_alive(f"http://127.0.0.1:{port}"):
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"entry command did not serve (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
-            time.sleep(1)
+    url = f"http://127.0.0.1:{port}"
+    with running(argv, tmp_path / "server.log", lambda: server_alive(url), START_TIMEOUT, tmp_path, env):
         result = subprocess.run(health, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         assert len(list((tmp_path / "data" / "studies").glob("*.nii.gz"))) == 2
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)

@@ -3,7 +3,8 @@
 Stock ``MONAILabelApp.infer`` treats an image id that exists as a path relative to the server's working directory
 as that file, so ``../../etc/passwd`` would be read. Here an id is resolved through the datastore only. The only
 paths accepted are those the server's own endpoints create: an uploaded image (``POST /infer?file=``, written by
-the endpoint as ``<tempdir>/tmpXXXXXXXX.<ext>``) and a session's image (under the session store).
+the endpoint into the temp folder as ``tmp`` + 8 random characters + the extension) and a session's image
+(under the session store).
 """
 
 from __future__ import annotations
