@@ -76,4 +76,7 @@ def all_gather(obj: Any) -> list[Any]:
 def finalize() -> None:
     """Leave the process group (if one was joined)."""
     if dist.is_available() and dist.is_initialized():
+        # every rank must be past its last collective before any tears gloo down: a rank whose peer has already
+        # closed its pairs can abort in C++ ("terminate called without an active exception")
+        dist.barrier()
         dist.destroy_process_group()
