@@ -26,7 +26,7 @@ def test_fewshot_writes_results_markdown_and_plots(tiny_default, tmp_path):
         assert run["peak_memory_mb"] >= 0 and run["memory_measure"] == "cpu_peak_rss_above_start"
     arena, linear = results["runs"]
     assert linear["params_end"] < arena["params_end"] and not linear["effective_ranks"]
-    assert len(arena["effective_ranks"]) == 4 and all(0 <= r <= 2 for r in arena["effective_ranks"].values())
+    assert len(arena["effective_ranks"]) == 14 and all(0 <= r <= 2 for r in arena["effective_ranks"].values())
     # the trace run keeps every gate per epoch (epoch 0 = initial), the others per-layer summaries
     assert results["trace_run"] == {"method": "arena-r2", "k": 1, "seed": 0}
     values = next(iter(arena["gate_values"].values()))

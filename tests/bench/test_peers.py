@@ -22,14 +22,16 @@ def _support(phantom_dir, n):
 @pytest.mark.parametrize("kind", ["peft-lora", "peft-adalora"])
 def test_peer_trains_through_the_engine_on_the_same_layers(phantom_dir, tiny_network_dir, kind):
     model, spec = load_model(str(tiny_network_dir))
-    wrapped = target_names(model, spec.targets)
+    # peft's AdaLoRA wraps Linear layers only: it gets the qkv projections, LoRA every default target
+    targets = (r"qkv$",) if kind == "peft-adalora" else spec.targets
+    wrapped = target_names(model, targets)
     support = _support(phantom_dir, 1)
-    config = FinetuneConfig(method="lora", rank=4, epochs=2, num_samples=1, device="cpu")
+    config = FinetuneConfig(method="lora", rank=4, epochs=2, num_samples=1, device="cpu", targets=targets)
     original = methods.prepare
     with peer_method(kind, 4, total_steps=config.epochs * len(support)) as state:
         result = finetune(model, spec, {"gallbladder": 8}, support, None, config)
     assert methods.prepare is original  # the engine is back to its own methods
-    assert state.layers == wrapped == result.adapted_layers and len(wrapped) == 4
+    assert state.layers == wrapped == result.adapted_layers and len(wrapped) == (4 if kind == "peft-adalora" else 14)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert {n for n in trainable if not n.startswith(spec.head)} == {
         n for n in trainable if ".lora_" in n}  # only peft's factors and the head train

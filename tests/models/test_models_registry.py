@@ -57,7 +57,7 @@ def test_default_spec():
     assert spec.labels == {"liver": 1, "spleen": 2, "kidney_right": 3, "kidney_left": 4, "aorta": 5, "stomach": 6}
     assert spec.preprocessing == Preprocessing(spacing=(3.0, 3.0, 3.0), patch=(64, 64, 64))
     assert spec.preprocessing.hu_window == (-175.0, 250.0) and spec.preprocessing.orientation == "RAS"
-    assert spec.targets == (r"qkv$",) and spec.head == "out.conv.conv"
+    assert spec.head == "out.conv.conv"
     kw = spec.arch["kwargs"]
     assert spec.arch["class"] == "SwinUNETR" and "img_size" not in kw
     assert (kw["feature_size"], kw["out_channels"], kw["use_v2"]) == (12, 7, False)
@@ -185,3 +185,12 @@ def test_replace_head_errors():
         replace_head(net, "head.conv", [0])
     with pytest.raises(ValueError, match="at least one"):
         replace_head(net, "2", [])
+
+
+def test_default_targets_adapt_qkv_and_decoder_convolutions():
+    from arena_seg import adapters
+
+    spec = get_spec("default")
+    wrapped = set(adapters.inject(build_network(spec.arch), adapters.ArenaConfig(rank=2, targets=spec.targets)))
+    assert wrapped == {f"swinViT.layers{i}.0.blocks.0.attn.qkv" for i in range(1, 5)} | {
+        f"decoder{i}.conv_block.conv{j}.conv" for i in range(1, 6) for j in (1, 2)}

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arena_seg.errors import InputError
+from arena_seg.training.config import FinetuneConfig
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_EPOCHS = FinetuneConfig().epochs  #: one default for the CLI, the benchmarks and the server
 
 #: --conf keys and their meaning; the README's table is written from these
 CONF_KEYS: dict[str, str] = {
@@ -18,7 +21,7 @@ CONF_KEYS: dict[str, str] = {
     "version": "version served by infer `arena` (default: latest)",
     "model_dir": "folder of the versions (default: <app>/model)",
     "device": "auto, cpu, cuda or cuda:N for inference (default auto)",
-    "epochs": "default max_epochs shown in the train options (default 20)",
+    "epochs": f"default max_epochs shown in the train options (default {DEFAULT_EPOCHS})",
     "max_upload_mb": "largest request body accepted, in MB; larger uploads get 413 (default 1024)",
 }
 #: keys that monailabel itself reads from --conf
@@ -36,7 +39,7 @@ class AppConf:
     version: str | None = None
     model_dir: Path | None = None
     device: str = "auto"
-    epochs: int = 20
+    epochs: int = DEFAULT_EPOCHS
     max_upload_mb: float = 1024.0
 
     @property
@@ -69,7 +72,7 @@ class AppConf:
         if len(labels) > 254:
             raise InputError("--conf labels: at most 254 organs")
         try:
-            epochs = int(conf.get("epochs") or 20)
+            epochs = int(conf.get("epochs") or DEFAULT_EPOCHS)
         except ValueError:
             raise InputError(f"--conf epochs {conf.get('epochs')!r}: give an integer ≥ 1") from None
         if epochs < 1:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from arena_seg.training.config import FinetuneConfig
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="phantoms -> ARENA fine-tuning of a novel organ -> prediction",
@@ -12,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/sample", help="working folder (default runs/sample)")
     p.add_argument("--organ", default="gallbladder", help="novel organ to learn (default gallbladder)")
     p.add_argument("--shots", type=int, default=3, help="labelled volumes to learn from (default 3)")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=FinetuneConfig().epochs, help="fine-tuning epochs")
     p.set_defaults(func=run)
 
 

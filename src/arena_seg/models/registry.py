@@ -11,7 +11,7 @@ from torch import nn
 from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_network, save_network
 from .labels import DEFAULT_LABELS
 from .spec import FoundationSpec, Preprocessing, build_network, replace_head
-from .swinunetr import FSEFT_SPEC, SWIN_HEAD, SWIN_TARGETS, load_fseft, swinunetr_arch
+from .swinunetr import FSEFT_SPEC, SWIN_DECODER_TARGETS, SWIN_HEAD, load_fseft, swinunetr_arch
 from .wholebody import WHOLEBODY_SPEC, load_wholebody
 
 __all__ = [  # the whole public API is importable from here as well as from arena_seg.models
@@ -44,7 +44,7 @@ DEFAULT_SPEC = FoundationSpec(
     description="small SwinUNETR (feature size 12) embedded with arena-seg: background + 6 abdominal organs",
     labels=dict(DEFAULT_LABELS),
     preprocessing=Preprocessing(spacing=(3.0, 3.0, 3.0), patch=(64, 64, 64)),
-    targets=SWIN_TARGETS,
+    targets=SWIN_DECODER_TARGETS,
     head=SWIN_HEAD,
     # one Swin block per stage and 4³ windows: about 4× cheaper than the stock 7³ on a CPU (a 64³ training step
     # with 4 patches took 4.6 s instead of 16 s on 2 cores), and every stage keeps its qkv layer for ARENA

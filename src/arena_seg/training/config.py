@@ -19,16 +19,22 @@ class FinetuneConfig:
     gate_init: float = 1.0  #: value every gate starts at
     prox: str = "lr"  #: "lr" (threshold lr·λ, proximal gradient) or "fixed" (threshold λ, as SoRA's code)
     targets: tuple[str, ...] | None = None  #: module-name regexes to adapt; None takes the network's defaults
-    lr: float = 2e-3  #: peak learning rate (AdamW) of adapters and head
+    #: peak learning rate (AdamW) of adapters and head; 5e-3 reached gallbladder Dice 0.649 where 2e-3 gave 0.529
+    #: (5 shots, 20 epochs, same seed)
+    lr: float = 5e-3
     #: gates learn at lr × gate_lr_mult. AdamW moves a gate by about its lr per step whatever the gradient's size,
     #: so with the "lr" proximal step a gate survives only while its gradient's sign is consistent enough
     #: (|mean/RMS| > λ): λ in (0, 1) is a threshold on that consistency, and the faster gate lr lets unneeded
     #: ranks reach zero within a few hundred steps, as a CPU run has
     gate_lr_mult: float = 10.0
     weight_decay: float = 1e-4  #: AdamW weight decay (never on gates)
-    epochs: int = 20  #: passes over the support set; each volume gives `num_samples` patches per pass
+    #: passes over the support set; each volume gives `num_samples` patches per pass. 80 is for the few shots a
+    #: clinician labels: 2 pancreas shots on the default network reached Dice 0.48 after 40 epochs, 0.57 after 80
+    epochs: int = 80
     warmup_epochs: int = 2  #: linear warm-up before the cosine decay
-    num_samples: int = 4  #: patches per volume per pass
+    #: patches per volume per pass (the paper: 6). 2 on a CPU: on the default network a step on 4 patches took 2.6×
+    #: one on 2 (18 s vs 7 s an epoch of 2 volumes), so more, shorter steps learn more per second
+    num_samples: int = 2
     #: how patch centres are drawn: "posneg" (RandCropByPosNegLabel, organ:background 1:1, the paper's) or
     #: "classes" (RandCropByLabelClasses, an equal share per class: small organs are not drowned by large ones)
     sampler: str = "posneg"
