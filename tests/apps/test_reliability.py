@@ -22,6 +22,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import requests
+import urllib3
 from app_support import APP_DIR, GALLBLADDER, VENV_BIN, server_env, truth
 
 from arena_seg.commands.serve import free_port, server_alive
@@ -179,6 +180,15 @@ def make_file(kind: str, phantom_dir: Path, tmp: Path) -> Path:
     return path
 
 
+def upload_label_chunked(srv: Server, image: str, file: Path) -> requests.Response:
+    """The same multipart upload without Content-Length (Transfer-Encoding: chunked), as a streaming client sends."""
+    body, content_type = urllib3.encode_multipart_formdata(
+        {"label": (file.name, file.read_bytes()), "params": json.dumps({})})
+    chunks = (body[i:i + 2**16] for i in range(0, len(body), 2**16))
+    return srv.put("/datastore/label", params={"image": image, "tag": "final"}, data=chunks,
+                   headers={"Content-Type": content_type})
+
+
 def upload_label(srv: Server, image: str, file: Path, label_info=None) -> requests.Response:
     params = {"label_info": label_info} if label_info is not None else {}
     with open(file, "rb") as f:
@@ -224,6 +234,9 @@ BAD_INPUTS: list[tuple[str, Request, int, str]] = [
     ("label: image id with ..", lambda s, d, t: upload_label(s, "../studies/phantom_000", make_file("label", d, t)),
      404, "datastore"),
     ("label: over the upload limit", lambda s, d, t: upload_label(s, "phantom_000", make_file("big", d, t)), 413,
+     "max_upload_mb"),
+    ("label: over the upload limit, chunked", lambda s, d, t: upload_label_chunked(s, "phantom_000",
+                                                                                 make_file("big", d, t)), 413,
      "max_upload_mb"),
     ("image: corrupt", lambda s, d, t: upload_image(s, "new_a", make_file("corrupt", d, t)), 400, "read"),
     ("image: empty", lambda s, d, t: upload_image(s, "new_b", make_file("empty", d, t)), 400, "image"),

@@ -10,11 +10,23 @@ import json
 import logging
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 logger = logging.getLogger(__name__)
 
 
-class _BodyTooLargeError(Exception):
-    pass
+def _message(limit: int, size: int | None = None) -> str:
+    """``size`` is None for a streamed body, refused as soon as it passes the limit (its full size is unknown)."""
+    what = "request body" if size is None else f"request body of {size / 2**20:.1f} MB"
+    return f"{what} is over the server's limit of {limit / 2**20:g} MB (--conf max_upload_mb)"
+
+
+class _BodyTooLargeError(HTTPException):
+    """Raised while a body without Content-Length streams in. An HTTPException, so that FastAPI, which turns any
+    other error met while parsing a form into 400 "error parsing the body", passes it on and answers 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, _message(limit))
 
 
 class BodyLimit:
@@ -38,7 +50,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _BodyTooLargeError
+                    raise _BodyTooLargeError(self.limit)
             return message
 
         async def tracked(message: dict) -> None:
@@ -50,12 +62,10 @@ class BodyLimit:
             await self.app(scope, counted, tracked)
         except _BodyTooLargeError:
             if not started:
-                await self._reject(send, received)
+                await self._reject(send, None)
 
-    async def _reject(self, send: Any, size: int) -> None:
-        mb = self.limit / 2**20
-        body = json.dumps({"detail": f"request body of {size / 2**20:.1f} MB is over the server's limit of "
-                                     f"{mb:g} MB (--conf max_upload_mb)"}).encode()
+    async def _reject(self, send: Any, size: int | None) -> None:
+        body = json.dumps({"detail": _message(self.limit, size)}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
