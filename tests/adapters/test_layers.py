@@ -161,3 +161,32 @@ def test_prune_shrinks_and_keeps_outputs(base, x, a_shape, b_shape):
     w = base.weight.detach().clone()
     layer.merge()
     assert torch.equal(base.weight, w) and torch.equal(layer(x), base(x))
+
+
+@pytest.mark.parametrize(
+    ("base", "x", "kwargs"),
+    [
+        (nn.Conv3d(3, 2, 3, stride=2, padding=1), torch.randn(2, 3, 7, 6, 5), {}),
+        (nn.Conv3d(3, 2, 3, padding=2, dilation=2, bias=False), torch.randn(1, 3, 6, 6, 6), {}),
+        (nn.ConvTranspose3d(3, 2, 2, stride=2), torch.randn(2, 3, 3, 4, 2), {}),
+        (nn.ConvTranspose3d(3, 2, 3, stride=2, padding=1), torch.randn(1, 3, 4, 4, 4), {"output_size": (8, 8, 8)}),
+    ],
+)
+def test_conv_forward_through_updated_weight_equals_the_factorised_path(base, x, kwargs):
+    """Conv wrappers run one conv with W + ΔW; output and gradients must be those of base + B(g·A(x))."""
+    from arena_seg.adapters.layers import ArenaLayer
+
+    layer = _wrap(base.to(F64), rank=3)
+    base.weight.requires_grad_(False)
+    x = x.to(F64)
+    factors = (layer.lora_A.weight, layer.lora_B.weight, layer.gate)
+    results = []
+    for forward in (layer.forward, lambda t, **kw: ArenaLayer.forward(layer, t, *kw.values())):
+        y = forward(x, **kwargs)
+        grads = torch.autograd.grad(y.square().sum(), factors)
+        results.append((y, grads))
+    (fused, fused_grads), (factorised, factorised_grads) = results
+    assert fused.shape == factorised.shape and max_diff(fused, base(x, **kwargs)) > 0.1
+    assert max_diff(fused, factorised) <= 1e-10
+    for a, b in zip(fused_grads, factorised_grads, strict=True):
+        assert max_diff(a, b) <= 1e-9 * max(1.0, b.abs().max().item())

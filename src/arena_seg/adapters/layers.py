@@ -8,6 +8,7 @@ from abc import abstractmethod
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import skip_init
 
@@ -172,6 +173,14 @@ class ArenaConv3d(ArenaLayer):
     def _contract(self, b: Tensor, g: Tensor, a: Tensor) -> Tensor:
         return torch.einsum("or,r,rijkl->oijkl", b[:, :, 0, 0, 0], g, a)
 
+    def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        if self.merged or self.rank == 0:
+            return self.base_layer(x, *args, **kwargs)
+        # one conv with W + ΔW instead of base conv + A conv + B conv: ΔW is weight-sized and cheap to form, while
+        # A would run an r-channel 3³ conv at the layer's full resolution (the same function and gradients)
+        base = self.base_layer
+        return base._conv_forward(x, base.weight + self.get_delta_weight().to(base.weight.dtype), base.bias)
+
 
 class ArenaConvTranspose3d(ArenaLayer):
     """Wraps ``nn.ConvTranspose3d``: A is a transposed conv ``in -> r``, B a 1x1x1 conv ``r -> out``.
@@ -195,6 +204,16 @@ class ArenaConvTranspose3d(ArenaLayer):
 
     def _contract(self, b: Tensor, g: Tensor, a: Tensor) -> Tensor:
         return torch.einsum("irjkl,r,or->iojkl", a, g, b[:, :, 0, 0, 0])
+
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        base = self.base_layer
+        if self.merged or self.rank == 0:
+            return base(x, output_size)
+        # as ArenaConv3d: one transposed conv with W + ΔW
+        pad = base._output_padding(x, output_size, list(base.stride), list(base.padding), list(base.kernel_size),
+                                   3, list(base.dilation))
+        weight = base.weight + self.get_delta_weight().to(base.weight.dtype)
+        return F.conv_transpose3d(x, weight, base.bias, base.stride, base.padding, pad, base.groups, base.dilation)
 
 
 #: base layer type -> wrapper class; ``inject`` wraps only these (exact-merge guaranteed).
