@@ -77,7 +77,7 @@ class ArenaLayer(nn.Module):
     def merge(self) -> None:
         """Add the update into ``base_layer.weight`` in place; forward then skips the adapter. Idempotent."""
         if not self.merged:
-            self.base_layer.weight.add_(self.get_delta_weight().to(self.base_layer.weight.dtype))
+            self.base_layer.weight.copy_(self._updated_weight())
             self.merged = True
 
     @torch.no_grad()
@@ -88,12 +88,21 @@ class ArenaLayer(nn.Module):
             self.merged = False
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-        out = self.base_layer(x, *args, **kwargs)
         if self.merged or self.rank == 0:
             # rank 0 needs the shortcut: a zero-channel conv is not something every backend accepts.
-            return out
+            return self.base_layer(x, *args, **kwargs)
+        return self._adapted_forward(x, *args, **kwargs)
+
+    def _adapted_forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        """``base(x) + scale * B(g * A(x))``, the factorised path (convolutions override it with one conv)."""
+        out = self.base_layer(x, *args, **kwargs)
         h = self.lora_A(x.to(self.lora_A.weight.dtype), *args, **kwargs)
         return out + (self.scale * self.lora_B(h * self.gate.view(self.gate_view))).to(out.dtype)
+
+    def _updated_weight(self) -> Tensor:
+        """``W + ΔW`` in the base weight's dtype (differentiable in the factors)."""
+        weight = self.base_layer.weight
+        return weight + self.get_delta_weight().to(weight.dtype)
 
     @torch.no_grad()
     def prune(self) -> int:
@@ -173,13 +182,10 @@ class ArenaConv3d(ArenaLayer):
     def _contract(self, b: Tensor, g: Tensor, a: Tensor) -> Tensor:
         return torch.einsum("or,r,rijkl->oijkl", b[:, :, 0, 0, 0], g, a)
 
-    def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-        if self.merged or self.rank == 0:
-            return self.base_layer(x, *args, **kwargs)
+    def _adapted_forward(self, x: Tensor) -> Tensor:
         # one conv with W + ΔW instead of base conv + A conv + B conv: ΔW is weight-sized and cheap to form, while
         # A would run an r-channel 3³ conv at the layer's full resolution (the same function and gradients)
-        base = self.base_layer
-        return base._conv_forward(x, base.weight + self.get_delta_weight().to(base.weight.dtype), base.bias)
+        return self.base_layer._conv_forward(x, self._updated_weight(), self.base_layer.bias)
 
 
 class ArenaConvTranspose3d(ArenaLayer):
@@ -205,15 +211,13 @@ class ArenaConvTranspose3d(ArenaLayer):
     def _contract(self, b: Tensor, g: Tensor, a: Tensor) -> Tensor:
         return torch.einsum("irjkl,r,or->iojkl", a, g, b[:, :, 0, 0, 0])
 
-    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        base = self.base_layer
-        if self.merged or self.rank == 0:
-            return base(x, output_size)
+    def _adapted_forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
         # as ArenaConv3d: one transposed conv with W + ΔW
+        base = self.base_layer
         pad = base._output_padding(x, output_size, list(base.stride), list(base.padding), list(base.kernel_size),
                                    3, list(base.dilation))
-        weight = base.weight + self.get_delta_weight().to(base.weight.dtype)
-        return F.conv_transpose3d(x, weight, base.bias, base.stride, base.padding, pad, base.groups, base.dilation)
+        return F.conv_transpose3d(x, self._updated_weight(), base.bias, base.stride, base.padding, pad, base.groups,
+                                  base.dilation)
 
 
 #: base layer type -> wrapper class; ``inject`` wraps only these (exact-merge guaranteed).
