@@ -122,7 +122,7 @@ def test_pydicom_bundled_ct_series_matches_simpleitk():
 
 @pytest.mark.parametrize(("folder", "reason"), [
     ("77654033/CT2", "missing slices"),
-    ("98892001/CT2N", "mixed orientations"),
+    ("98892001/CT2N", "localizer (scout) images only"),
     ("98892003/MR1", "not CT (Modality MR)"),
 ])
 def test_pydicom_bundled_series_that_cannot_be_trusted(folder, reason):
@@ -150,16 +150,19 @@ def _edit(files: list[Path], out: Path, change) -> list[Path]:
     (lambda k, ds: setattr(ds, "ImagePositionPatient", [float(v) + 0.5 * k * (i == 1)
                                                          for i, v in enumerate(ds.ImagePositionPatient)]),
      "gantry tilt"),
+    (lambda k, ds: k < 8 and (setattr(ds, "ImageOrientationPatient", [0, 1, 0, 0, 0, -1]) if k % 2 else None),
+     "mixed orientations"),  # two stacks of 4: neither can be taken for the series
     (lambda k, ds: setattr(ds, "SOPInstanceUID", pydicom.uid.generate_uid()) if k == 3 else None, None),
     (lambda k, ds: k < 2, "too few slices"),
 ])
 def test_geometry_checks(series_dir, tmp_path, change, reason):
     files = sorted(series_dir.iterdir())
     paths = _edit(files, tmp_path / "edited", change)
-    if reason is None:  # a copy of one slice under a new instance UID: two slices at one position
+    if reason is None:  # another image (other pixels, new instance UID) at the position of slice 3
         paths.append(tmp_path / "edited" / "copy.dcm")
         ds = pydicom.dcmread(paths[3])
         ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.PixelData = (ds.pixel_array + 1).astype(ds.pixel_array.dtype).tobytes()
         ds.save_as(paths[-1])
         reason = "duplicate slices"
     with pytest.raises(SeriesError, match=reason):

@@ -4,6 +4,10 @@ A volume comes back as float32 HU indexed (X, Y, Z) = (column, row, slice) with 
 SimpleITK's series reader, after LPS → RAS) would describe the same series: slices sorted by their position
 along the slice normal, origin at the first slice, spacing between slices taken from the positions. Compressed
 transfer syntaxes decode through pydicom's handlers (pylibjpeg: JPEG 2000, JPEG-LS, JPEG lossless; RLE).
+Exports as they come are read too: series without UIDs (:mod:`~arena_seg.data.dicom_group`), enhanced
+multi-frame CT (:mod:`~arena_seg.data.dicom_multiframe`), files without preamble or file meta, and series mixed
+with localizers, copies or a second acquisition (:mod:`~arena_seg.data.dicom_stack`); what was left out is
+said in :attr:`DicomSeries.notes`.
 """
 
 from __future__ import annotations
@@ -14,24 +18,33 @@ from pathlib import Path
 
 import numpy as np
 
+from arena_seg.data.dicom_errors import SeriesError
+from arena_seg.data.dicom_geometry import series_geometry
+from arena_seg.data.dicom_group import dcmread, group_key, is_localizer, orientation_differs
+from arena_seg.data.dicom_multiframe import frame_headers, is_multiframe
+
 __all__ = ["DicomSeries", "SeriesError", "SeriesFiles", "find_dicom_series", "read_dicom_series", "series_geometry"]
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _NON_IMAGE_MODALITIES = {"SEG", "SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "PR", "KO", "DOC"}
 
 
-class SeriesError(Exception):
-    """A series that cannot be segmented as it is; the message is the reason given in the report."""
-
-
 @dataclass
 class SeriesFiles:
-    """The files of one series (SeriesInstanceUID), found anywhere under the searched folder."""
+    """The files of one series, found anywhere under the searched folder.
+
+    ``uid`` is the SeriesInstanceUID ("" when the files have none); ``key`` names the series either way (the UID,
+    or ``nouid-<hash>``); ``notes`` say how it was grouped; ``skip`` says why it is no volume (localizers only).
+    """
 
     uid: str
     files: list[Path]
     modality: str = ""
     description: str = ""
+    key: str = ""
+    notes: list[str] = field(default_factory=list)
+    skip: str = ""
+    localizers: int = 0
 
     @property
     def folder(self) -> Path:
@@ -41,46 +54,41 @@ class SeriesFiles:
 
 @dataclass
 class DicomSeries:
-    """A read series: HU volume (X, Y, Z), RAS affine, and the headers (no pixels) in slice order."""
+    """A read series: HU volume (X, Y, Z), RAS affine, and the headers (no pixels) in slice order.
+
+    For a multi-frame image ``headers`` are per-frame headers (:func:`~arena_seg.data.dicom_multiframe.
+    frame_headers`), ``sources`` the image's data set and ``frames`` the frame number of each slice; for single
+    images ``sources`` are ``headers`` and ``frames`` is None. ``notes`` say what was left out, and why.
+    """
 
     uid: str
     array: np.ndarray
     affine: np.ndarray
     headers: list = field(repr=False)
     files: list[Path] = field(repr=False)
+    sources: list = field(default_factory=list, repr=False)
+    frames: list[int | None] | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
         return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
 
 
-def _read_header(path: Path):
-    """The header of a DICOM file without its pixels; None when the file is not DICOM."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        return pydicom.dcmread(str(path), stop_before_pixels=True)
-    except InvalidDicomError:
-        if path.suffix.lower() not in ("", ".dcm", ".dicom", ".ima"):
-            return None
-        try:  # files written without the 128-byte preamble
-            ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
-        except Exception:
-            return None
-        return ds if "SOPClassUID" in ds and "SeriesInstanceUID" in ds else None
-
-
 def find_dicom_series(root: str | Path, exclude: tuple[str | Path, ...] = ()
                       ) -> tuple[list[SeriesFiles], list[tuple[Path, str]]]:
-    """Group the DICOM image files under ``root`` by SeriesInstanceUID, whatever their names.
+    """Group the DICOM image files under ``root`` into series, whatever their names.
 
-    Returns the series (sorted by UID, files sorted) and the files that look like DICOM but whose header
-    cannot be read, with the reason. Folders in ``exclude`` (e.g. the output folder) are not searched.
+    A series is its SeriesInstanceUID, or, where that is empty, its folder and stack identity
+    (:func:`~arena_seg.data.dicom_group.group_key`). Returns the series (sorted by key, files sorted) and the
+    files that look like DICOM but whose header cannot be read, with the reason. Folders in ``exclude`` (e.g.
+    the output folder) are not searched. A series of localizers only, or of one image in another orientation
+    than a series beside it (a scout), gets ``skip`` set.
     """
     root = Path(root)
     skip = {Path(e).resolve() for e in exclude}
     groups: dict[str, SeriesFiles] = {}
+    firsts: dict[str, object] = {}  # the first header of each series
     unreadable: list[tuple[Path, str]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (Path(dirpath) / d).resolve() not in skip)
@@ -89,143 +97,113 @@ def find_dicom_series(root: str | Path, exclude: tuple[str | Path, ...] = ()
             if name.startswith(".") or name.endswith((".nii", ".nii.gz", ".json", ".txt")):
                 continue
             try:
-                ds = _read_header(path)
+                ds = dcmread(path, stop_before_pixels=True)
             except Exception as exc:  # a DICOM file whose header is damaged
                 unreadable.append((path, f"{type(exc).__name__}: {exc}"))
                 continue
             if ds is None:
                 continue  # not DICOM
-            if "SeriesInstanceUID" not in ds or "Rows" not in ds:
+            if "Rows" not in ds:
                 sop = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
                 if sop is not None and "Image Storage" in getattr(sop, "name", ""):
                     unreadable.append((path, f"{sop.name} file with an incomplete header (truncated?)"))
                 continue  # a DICOMDIR or another non-image object
             if str(ds.get("Modality", "")).upper() in _NON_IMAGE_MODALITIES:
                 continue
-            uid = str(ds.SeriesInstanceUID)
-            entry = groups.setdefault(uid, SeriesFiles(uid, [], str(ds.get("Modality", "")),
-                                                       str(ds.get("SeriesDescription", ""))))
+            key, has_uid = group_key(ds, Path(dirpath).relative_to(root).as_posix())
+            entry = groups.get(key)
+            if entry is None:
+                entry = groups[key] = SeriesFiles(key if has_uid else "", [], str(ds.get("Modality", "")),
+                                                  str(ds.get("SeriesDescription", "")), key=key)
+                firsts[key] = ds
+                if not has_uid:
+                    entry.notes.append(f"no SeriesInstanceUID: grouped by folder, frame of reference, series "
+                                       f"number and description, image size, orientation and pixel spacing "
+                                       f"(series key {key})")
             entry.files.append(path)
-    series = [groups[uid] for uid in sorted(groups)]
+            entry.localizers += is_localizer(ds)
+    series = [groups[key] for key in sorted(groups)]
     for s in series:
         s.files.sort()
+        if s.localizers == len(s.files):
+            s.skip = "localizer (scout) images only, not a volume"
+    for s in series:  # a lone image beside a series of another orientation in its folder: a scout
+        if len(s.files) == 1 and not s.skip and not is_multiframe(firsts[s.key]) and any(
+                o is not s and o.folder == s.folder and len(o.files) > 1
+                and orientation_differs(firsts[o.key], firsts[s.key]) for o in series):
+            s.skip = "one image in another orientation than the series beside it (a scout), not a volume"
     return series, unreadable
-
-
-def _floats(ds, keyword: str, n: int, name: str) -> np.ndarray:
-    value = ds.get(keyword)
-    if value is None or len(value) != n:
-        raise SeriesError(f"{name} has no valid {keyword}; the slice geometry is unknown")
-    return np.asarray([float(v) for v in value], dtype=np.float64)
-
-
-def series_geometry(headers: list, names: list[str], min_slices: int = 3) -> tuple[list[int], np.ndarray]:
-    """Check that slices form one regular, untilted stack; returns the slice order and the LPS affine.
-
-    Raises :class:`SeriesError` for too few slices, multi-frame or mixed-size images, mixed orientations or pixel
-    spacings, duplicate or missing slices, irregular spacing and gantry tilt.
-    """
-    n = len(headers)
-    if any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for ds in headers):
-        raise SeriesError("multi-frame (enhanced) images are not supported; export the series as single slices")
-    sizes = {(int(ds.Rows), int(ds.Columns)) for ds in headers}
-    if len(sizes) > 1:
-        raise SeriesError(f"slices differ in size ({', '.join(f'{r}x{c}' for r, c in sorted(sizes))})")
-    iop = np.stack([_floats(ds, "ImageOrientationPatient", 6, nm) for ds, nm in zip(headers, names, strict=True)])
-    if np.abs(iop - iop[0]).max() > 1e-3:
-        count = len({tuple(np.round(o, 3)) for o in iop})
-        raise SeriesError(f"mixed orientations ({count} different ImageOrientationPatient values in one series)")
-    pix = np.stack([_floats(ds, "PixelSpacing", 2, nm) for ds, nm in zip(headers, names, strict=True)])
-    if np.abs(pix - pix[0]).max() > 1e-4:
-        raise SeriesError("mixed pixel spacings in one series")
-    if np.any(pix[0] <= 0):
-        raise SeriesError(f"invalid PixelSpacing {pix[0].tolist()}")
-    if n < min_slices:
-        raise SeriesError(f"too few slices ({n}; at least {min_slices} needed)")
-    row, col = iop[0, :3], iop[0, 3:]
-    row, col = row / np.linalg.norm(row), col / np.linalg.norm(col)
-    if abs(float(row @ col)) > 1e-3:
-        raise SeriesError("ImageOrientationPatient is not orthogonal")
-    normal = np.cross(row, col)
-    pos = np.stack([_floats(ds, "ImagePositionPatient", 3, nm) for ds, nm in zip(headers, names, strict=True)])
-    dist = pos @ normal
-    order = [int(i) for i in np.argsort(dist, kind="stable")]
-    gaps = np.diff(dist[order])
-    if n == 1:  # a single slice (min_slices=1): thickness from the header
-        gaps = np.array([float(headers[0].get("SpacingBetweenSlices") or headers[0].get("SliceThickness") or 1.0)])
-    if np.any(gaps < 1e-3):
-        k = int(np.argmax(gaps < 1e-3))
-        raise SeriesError(f"duplicate slices: {int(np.sum(gaps < 1e-3)) + 1} slices share positions (e.g. "
-                          f"{names[order[k]]} and {names[order[k + 1]]} at {dist[order[k]]:.2f} mm)")
-    step = float(np.median(gaps))
-    if np.abs(gaps - step).max() > max(0.02 * step, 0.01):
-        ratio = gaps / step
-        big = np.flatnonzero(ratio > 1.5)
-        if big.size and np.allclose(ratio[big], np.round(ratio[big]), atol=0.05) and np.all(ratio > 0.98):
-            k = int(big[0])
-            missing = int(np.round(ratio[big]).sum() - big.size)
-            raise SeriesError(f"missing slices: about {missing} missing (gap of {gaps[k]:.2f} mm after slice at "
-                              f"{dist[order[k]]:.2f} mm, spacing {step:.2f} mm)")
-        raise SeriesError(f"irregular slice spacing ({gaps.min():.3g} to {gaps.max():.3g} mm between slices)")
-    span = pos[order[-1]] - pos[order[0]] if n > 1 else normal
-    cos = float(np.clip(span @ normal / np.linalg.norm(span), -1.0, 1.0))
-    tilt = float(np.degrees(np.arccos(cos)))
-    if tilt > 0.05:
-        raise SeriesError(f"gantry tilt of {tilt:.2f}° (slices are sheared); resample the series without tilt first")
-    affine = np.eye(4)
-    affine[:3, 0] = row * pix[0, 1]  # column index moves along the row direction by the column spacing
-    affine[:3, 1] = col * pix[0, 0]
-    affine[:3, 2] = normal * (float(dist[order[-1]] - dist[order[0]]) / (n - 1) if n > 1 else float(gaps[0]))
-    affine[:3, 3] = pos[order[0]]
-    return order, affine
-
-
-def _dedupe(datasets: list, files: list[Path]) -> tuple[list, list[Path]]:
-    """Drop copies of the same instance (same SOPInstanceUID), keeping the first file."""
-    seen: dict[str, int] = {}
-    keep = [i for i, ds in enumerate(datasets) if seen.setdefault(str(ds.get("SOPInstanceUID", i)), i) == i]
-    return [datasets[i] for i in keep], [files[i] for i in keep]
 
 
 def read_dicom_series(files: list[str | Path], min_slices: int = 3, require_ct: bool = True) -> DicomSeries:
     """Read one series (its files in any order) as HU (X, Y, Z) float32 with a RAS affine.
 
-    Raises :class:`SeriesError` with the reason when a file cannot be read or decoded, the series is not CT
-    (``require_ct``) or its geometry fails :func:`series_geometry`.
+    Localizers, stray images of another orientation, copies and extra acquisitions are left out
+    (:func:`~arena_seg.data.dicom_stack.choose_stack`, with notes). Raises :class:`SeriesError` with the reason
+    when a file cannot be read or decoded, the series is not CT (``require_ct``) or no stack of its images passes
+    :func:`series_geometry`.
     """
-    import pydicom
+    from arena_seg.data.dicom_stack import choose_stack
 
     files = [Path(f) for f in files]
     datasets = []
     for f in files:
         try:
-            datasets.append(pydicom.dcmread(str(f)))
+            ds = dcmread(f)
         except Exception as exc:
             raise SeriesError(f"{f.name} cannot be read ({type(exc).__name__}: {exc})") from exc
-    datasets, files = _dedupe(datasets, files)
-    uids = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
+        if ds is None:
+            raise SeriesError(f"{f.name} is not a DICOM file")
+        datasets.append(ds)
+    # one entry per image: (header, source data set index, frame number or None)
+    images: list[tuple[object, int, int | None]] = []
+    for si, ds in enumerate(datasets):
+        if is_multiframe(ds):
+            images += [(h, si, k) for k, h in enumerate(frame_headers(ds, files[si].name), start=1)]
+        else:
+            images.append((ds, si, None))
+    headers = [h for h, _, _ in images]
+    names = [files[si].name if k is None else f"{files[si].name} frame {k}" for _, si, k in images]
+    uids = {str(h.get("SeriesInstanceUID", "") or "").strip() for h in headers}
     if len(uids) != 1:
         raise SeriesError(f"files belong to {len(uids)} different series")
-    modality = {str(ds.get("Modality", "")) for ds in datasets}
+    modality = {str(h.get("Modality", "")) for h in headers}
     if require_ct and modality != {"CT"}:
         raise SeriesError(f"not CT (Modality {'/'.join(sorted(modality)) or 'missing'})")
-    order, lps = series_geometry(datasets, [f.name for f in files], min_slices)
-    rows, cols = int(datasets[0].Rows), int(datasets[0].Columns)
-    array = np.empty((cols, rows, len(order)), dtype=np.float32)
-    for k, i in enumerate(order):
-        array[:, :, k] = _hu_plane(datasets[i], files[i], rows, cols).T
-    headers = []
-    for i in order:  # keep the headers only; the pixel bytes are in `array` now
-        ds = datasets[i]
+
+    decoded: dict[int, np.ndarray] = {}  # multi-frame pixel arrays, decoded once
+    cache: dict[int, np.ndarray] = {}  # HU planes decoded so far (copies are compared before the stack is read)
+
+    def plane(i: int) -> np.ndarray:
+        if i not in cache:
+            header, si, frame = images[i]
+            if frame is None:
+                cache[i] = _hu_plane(header, files[si])
+            else:
+                if si not in decoded:
+                    decoded[si] = _pixels(datasets[si], files[si], int(datasets[si].get("NumberOfFrames", 1) or 1))
+                cache[i] = _rescale(decoded[si][frame - 1], header)
+        return cache[i]
+
+    chosen, order, lps, notes = choose_stack(headers, names, plane, series_geometry, min_slices)
+    slices = [chosen[k] for k in order]
+    rows, cols = int(headers[slices[0]].Rows), int(headers[slices[0]].Columns)
+    array = np.empty((cols, rows, len(slices)), dtype=np.float32)
+    for k, i in enumerate(slices):
+        array[:, :, k] = plane(i).T
+        cache.pop(i, None)
+    for ds in datasets:  # keep the headers only; the pixel bytes are in `array` now
         if "PixelData" in ds:
             del ds.PixelData
-        headers.append(ds)
-    return DicomSeries(uid=uids.pop(), array=array, affine=_LPS_TO_RAS @ lps, headers=headers,
-                       files=[files[i] for i in order])
+    used = list(dict.fromkeys(images[i][1] for i in slices))  # source data sets in slice order
+    frames = [images[i][2] for i in slices]
+    return DicomSeries(uid=uids.pop(), array=array, affine=_LPS_TO_RAS @ lps, headers=[headers[i] for i in slices],
+                       files=[files[images[i][1]] for i in slices], sources=[datasets[si] for si in used],
+                       frames=None if all(f is None for f in frames) else frames, notes=notes)
 
 
-def _hu_plane(ds, path: Path, rows: int, cols: int) -> np.ndarray:
-    """Decode one slice and apply its rescale slope and intercept."""
+def _pixels(ds, path: Path, frames: int) -> np.ndarray:
+    """The stored pixels of a data set, (rows, columns) or (frames, rows, columns); a clear error if undecodable."""
     if "PixelData" not in ds:
         raise SeriesError(f"{path.name} holds no pixel data")
     if int(ds.get("SamplesPerPixel", 1)) != 1:
@@ -236,13 +214,24 @@ def _hu_plane(ds, path: Path, rows: int, cols: int) -> np.ndarray:
     except Exception as exc:
         what = getattr(syntax, "name", str(syntax))
         raise SeriesError(f"{path.name}: pixel data cannot be decoded ({what}; {type(exc).__name__}: {exc})") from exc
-    if pixels.shape != (rows, cols):
-        raise SeriesError(f"{path.name}: pixel data has shape {pixels.shape}, expected {(rows, cols)}")
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    expected = (int(ds.Rows), int(ds.Columns)) if frames == 1 else (frames, int(ds.Rows), int(ds.Columns))
+    if pixels.shape != expected:
+        raise SeriesError(f"{path.name}: pixel data has shape {pixels.shape}, expected {expected}")
+    return pixels
+
+
+def _rescale(pixels: np.ndarray, header) -> np.ndarray:
+    """Stored values to HU with the image's (or frame's) own RescaleSlope and RescaleIntercept."""
+    slope = float(header.get("RescaleSlope", 1) or 1)
+    intercept = float(header.get("RescaleIntercept", 0) or 0)
     plane = pixels.astype(np.float32)
     if slope != 1.0:
         plane *= np.float32(slope)
     if intercept != 0.0:
         plane += np.float32(intercept)
     return plane
+
+
+def _hu_plane(ds, path: Path) -> np.ndarray:
+    """Decode one single-frame image and apply its rescale slope and intercept."""
+    return _rescale(_pixels(ds, path, 1), ds)
