@@ -39,7 +39,7 @@ class _Job:
     entry: dict
     array: np.ndarray | None = None
     affine: np.ndarray | None = None
-    headers: list | None = None
+    source: object | None = None  # the read DicomSeries (what a DICOM SEG references); None for NIfTI
     mask: np.ndarray | None = None
 
 
@@ -181,7 +181,8 @@ class BatchRunner:
         """Read a series (or decide it is done/skipped/failed already: ``array`` stays None)."""
         entry = {"key": item.key, "kind": item.kind, "series_instance_uid": item.uid, "folder": item.folder,
                  "files": len(item.files), "modality": item.modality, "description": item.description,
-                 "status": "failed", "reason": None, "outputs": {}, "volumes_ml": {}, "timings": {}}
+                 "status": "failed", "reason": None, "warnings": list(item.notes), "outputs": {}, "volumes_ml": {},
+                 "timings": {}}
         job = _Job(item, entry)
         previous = self._previous(out / item.key)
         if previous is not None:
@@ -190,11 +191,14 @@ class BatchRunner:
             entry["reason"] = item.error
         elif item.kind == "dicom" and item.modality != "CT":
             entry.update(status="skipped", reason=f"not CT (Modality {item.modality or 'missing'})")
+        elif item.skip:  # e.g. a localizer series beside the CT
+            entry.update(status="skipped", reason=item.skip)
         else:
             (out / item.key / "done.json").unlink(missing_ok=True)  # an outdated result is no longer "done"
             t0 = time.perf_counter()
             try:
-                array, job.affine, job.headers = self._read(item)
+                array, job.affine, job.source = self._read(item)
+                entry["warnings"] += getattr(job.source, "notes", [])  # what the reader left out, and why
             except Exception as exc:  # SeriesError/InputError carry the reason; anything else is reported as is
                 entry["reason"] = _reason(exc)
                 return job
@@ -232,7 +236,8 @@ class BatchRunner:
         entry["shape"] = list(mask.shape)
         entry["spacing_mm"] = [round(float(s), 4) for s in np.linalg.norm(affine[:3, :3], axis=0)]
         try:
-            entry["outputs"], seg_s = self._write(out / job.item.key, job.item, mask, affine, job.headers)
+            entry["outputs"], seg_s, warnings = self._write(out / job.item.key, job.item, mask, affine, job.source)
+            entry["warnings"] += warnings
         except Exception as exc:
             entry["reason"] = f"writing outputs failed: {_reason(exc)}"
             return entry
@@ -266,24 +271,40 @@ class BatchRunner:
         from arena_seg.data.dicom_read import read_dicom_series
 
         series = read_dicom_series(item.files, min_slices=self.min_slices)
-        return series.array, series.affine, series.headers
+        return series.array, series.affine, series
 
-    def _write(self, folder: Path, item: SeriesItem, mask: np.ndarray, affine: np.ndarray, headers
-               ) -> tuple[dict, float]:
-        """Write the requested outputs; returns their paths (relative to the output folder) and the SEG's seconds."""
-        outputs, seg_start = {}, None
-        if "nifti" in self.formats or headers is None:
+    def _write(self, folder: Path, item: SeriesItem, mask: np.ndarray, affine: np.ndarray, source
+               ) -> tuple[dict, float, list[str]]:
+        """Write the requested outputs; returns their paths (relative to the output folder), the SEG's seconds and
+        warnings. A SEG that cannot reference its source is left out with a warning, and the NIfTI mask is written
+        in its place when it was not asked for: a mask that was made is never lost to the SEG."""
+        from arena_seg.data.dicom_seg import seg_left_out_reason, write_segmentation
+
+        outputs, seg_start, warnings = {}, None, []
+        want_seg = "seg" in self.formats and source is not None
+        why = seg_left_out_reason(source) if want_seg else None
+
+        def nifti() -> None:
             write_nifti_mask(folder / "mask.nii.gz", mask, affine)
             _write_json(folder / "labels.json", self.labels)
             outputs.update(nifti=f"{item.key}/mask.nii.gz", labels=f"{item.key}/labels.json")
-        if "seg" in self.formats and headers is not None:
-            from arena_seg.data.dicom_seg import write_segmentation
 
+        if "nifti" in self.formats or source is None or why:
+            nifti()
+        if want_seg and not why:
             seg_start = time.perf_counter()
-            write_segmentation(folder / "seg.dcm", headers, mask, self.labels, model_name=self.model_ref,
-                               uid_seed=json.dumps(self.fingerprint, sort_keys=True))
-            outputs["seg"] = f"{item.key}/seg.dcm"
-        return outputs, (time.perf_counter() - seg_start if seg_start else 0.0)
+            try:
+                write_segmentation(folder / "seg.dcm", source, mask, self.labels, model_name=self.model_ref,
+                                   uid_seed=json.dumps(self.fingerprint, sort_keys=True))
+                outputs["seg"] = f"{item.key}/seg.dcm"
+            except Exception as exc:  # highdicom refuses what the source's headers hold
+                why = f"it could not be built from the source's headers ({_reason(exc)})"
+                if "nifti" not in outputs:
+                    nifti()
+        if why:
+            warnings.append(f"DICOM SEG left out: {why}" + ("" if "nifti" in self.formats else
+                                                           "; the mask was written as NIfTI instead"))
+        return outputs, (time.perf_counter() - seg_start if seg_start else 0.0), warnings
 
     def _report(self, entries: list[dict], inputs, out: Path, world: int, seconds: float) -> dict:
         counts = {s: sum(e["status"] == s for e in entries) for s in ("done", "skipped", "failed")}
@@ -308,6 +329,9 @@ def summary_line(report: dict) -> str:
     failed = [e for e in report["series"] if e["status"] == "failed"]
     if failed:
         line += "; failed: " + "; ".join(f"{e['folder']} ({e['reason']})" for e in failed[:5])
+    warned = sum(bool(e.get("warnings")) for e in report["series"])
+    if warned:
+        line += f"; {warned} with warnings (see the report)"
     return line
 
 

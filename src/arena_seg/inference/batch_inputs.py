@@ -1,11 +1,12 @@
-"""What a batch run works on: DICOM series (grouped by SeriesInstanceUID) and NIfTI files found under inputs."""
+"""What a batch run works on: DICOM series (grouped by SeriesInstanceUID, or by folder and stack identity where the
+files have no UIDs) and NIfTI files found under inputs."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from arena_seg.errors import InputError
@@ -25,7 +26,8 @@ class SeriesItem:
     modality: str = ""
     description: str = ""
     error: str = ""  # set for a file that looks like DICOM but cannot be read
-
+    skip: str = ""  # set for a series that is no volume (localizers only): skipped with this reason
+    notes: list[str] = field(default_factory=list)  # warnings for the report (e.g. grouped without UIDs)
 
 
 def _slug(text: str) -> str:
@@ -62,9 +64,10 @@ def collect_inputs(inputs: Sequence[str | Path], exclude: Sequence[str | Path] =
                             and not any(p.resolve().is_relative_to(s) for s in skip))
         for s in series:
             folder = _rel(s.folder, base)
-            key = f"{_slug(folder if folder != '.' else base.name)}_{hashlib.sha1(s.uid.encode()).hexdigest()[:8]}"
+            # s.key is the UID, or a hash of the folder and stack identity for series without one: stable either way
+            key = f"{_slug(folder if folder != '.' else base.name)}_{hashlib.sha1(s.key.encode()).hexdigest()[:8]}"
             items.append(SeriesItem(key, "dicom", [str(f) for f in s.files], folder, s.uid, s.modality,
-                                    s.description))
+                                    s.description, skip=s.skip, notes=list(s.notes)))
         for p in niftis:
             rel = _rel(p, base)
             items.append(SeriesItem(_slug(re.sub(r"\.nii(\.gz)?$", "", rel)), "nifti", [str(p)], rel))
