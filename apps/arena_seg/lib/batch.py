@@ -4,8 +4,8 @@ Stock MONAI Label runs its full per-image infer once per datastore image. Here t
 the CLI's runner (`arena-seg infer`) segments image after image with read-ahead and write-behind; each mask is
 then saved as the image's label (tag ``label_tag``, default "original"), so Slicer's "next sample" and the
 datastore see it. The runner's files and report.json stay under ``<model dir>/batch/<run>/`` (DICOM SEG too,
-for DICOM datastores), and the task returns {image id: {"label", "status", "reason", "volumes_ml"}} plus a
-"_summary" line.
+for DICOM datastores, left out with a warning when the source has no UIDs to reference), and the task returns
+{image id: {"label", "status", "reason", "warnings", "volumes_ml"}} plus a "_summary" line.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class ArenaBatchInfer(BatchInferTask):
         for entry in report["series"]:
             image_id, _ = items[entry["key"]]
             answer = {"status": entry["status"], "reason": entry.get("reason"),
-                      "volumes_ml": entry.get("volumes_ml", {})}
+                      "warnings": entry.get("warnings", []), "volumes_ml": entry.get("volumes_ml", {})}
             nifti = entry.get("outputs", {}).get("nifti")
             if entry["status"] == "done" and nifti and request.get("save_label", True):
                 answer["label"] = datastore.save_label(
@@ -89,10 +89,14 @@ def _series_item(image_id: str, uri: str) -> SeriesItem | None:
     if path.is_dir():
         from arena_seg.data.dicom_read import find_dicom_series
 
-        series, _ = find_dicom_series(path)
+        found, _ = find_dicom_series(path)
+        series = [s for s in found if not s.skip] or found[:1]  # a scout series beside the CT is no second image
         if len(series) == 1:
             s = series[0]
-            return SeriesItem(key, "dicom", [str(f) for f in s.files], path.name, s.uid, s.modality, s.description)
+            left_out = [f"{o.folder.name or path.name}: {o.skip}" for o in found if o is not s]
+            notes = s.notes + ([f"series left out of the image folder: {'; '.join(left_out)}"] if left_out else [])
+            return SeriesItem(key, "dicom", [str(f) for f in s.files], path.name, s.uid, s.modality, s.description,
+                              skip=s.skip, notes=notes)
         reason = "no DICOM series" if not series else f"{len(series)} DICOM series in one image folder"
         return SeriesItem(key, "file", [str(path)], path.name, error=reason)
     logger.warning("batch infer: image %s has no file at %s", image_id, uri)

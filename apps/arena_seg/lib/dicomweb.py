@@ -27,7 +27,7 @@ from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from arena_seg.data.dicom_read import SeriesError, read_dicom_series
-from arena_seg.data.dicom_seg import build_segmentation, read_segmentation
+from arena_seg.data.dicom_seg import build_segmentation, read_segmentation, seg_left_out_reason
 from arena_seg.files import write_nifti_mask
 from lib.atomic_store import AtomicStore, partial, sweep_partials
 from lib.conf import norm_name
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _FINAL = DefaultLabelTag.FINAL.value
+LOCAL_ONLY = "local cache only (no DICOM SEG)"  # a label whose series a SEG cannot reference
 LIST_TTL = 30.0  # s a PACS listing is reused (stock: 2 hours, so new series stayed invisible that long)
 
 
@@ -108,8 +109,9 @@ class ArenaDicomWebDatastore(OrganLabels, AtomicStore, DICOMWebDatastore):
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            for ds in self._client.retrieve_series(study, uid):
-                ds.save_as(str(tmp / f"{ds.SOPInstanceUID}.dcm"))
+            for k, ds in enumerate(self._client.retrieve_series(study, uid)):
+                # numbered, not named by SOPInstanceUID: instances whose headers lack it must not overwrite each other
+                ds.save_as(str(tmp / f"{k:06d}.dcm"))
             (tmp / ".complete").write_text(f"{study}\n")
             shutil.rmtree(folder, ignore_errors=True)  # e.g. stock monailabel's unfinished download
             os.replace(tmp, folder)
@@ -138,8 +140,19 @@ class ArenaDicomWebDatastore(OrganLabels, AtomicStore, DICOMWebDatastore):
         array, affine, found = validated_label(image_path, label_filename, self.organs, info.get("label_info"))
         series = self._read_series(image_id)
         present = {o: v for o, v in found["arena_labels"].items() if found["arena_voxels"][o]}
-        seg = build_segmentation(series.headers, array, present, model_name="arena-seg", manual=True,
-                                 uid_seed="label")
+        why = seg_left_out_reason(series)
+        try:
+            seg = None if why else build_segmentation(series, array, present, model_name="arena-seg", manual=True,
+                                                      uid_seed="label")
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:  # highdicom refuses the source's headers
+            why = f"it could not be built from the series' headers ({type(exc).__name__}: {exc})"
+        if why:  # as the batch runner does: the label is kept (here, in the cache only), the SEG left out
+            info.update(found, arena_source=LOCAL_ONLY, arena_warning=f"DICOM SEG left out: {why}")
+            with temporary_nifti(array, affine) as tmp:
+                self._store_label(image_id, tmp, _FINAL, info)
+            logger.warning("label of %s kept in the cache only, not stored in the PACS: DICOM SEG left out: %s",
+                           image_id, why)
+            return image_id
         try:
             self._client.store_instances([seg])
         except Exception as exc:  # requests' HTTPError, connection errors: the PACS did not take it
@@ -189,6 +202,8 @@ class ArenaDicomWebDatastore(OrganLabels, AtomicStore, DICOMWebDatastore):
         """Cache the newest SEG of every series as a NIfTI of ids 1..n; drop cached labels whose SEG is gone."""
         segs = self._newest_segs()
         for image_id in set(LocalDatastore.get_labeled_images(self, _FINAL)) - set(segs):
+            if (LocalDatastore.get_label_info(self, image_id, _FINAL) or {}).get("arena_source") == LOCAL_ONLY:
+                continue  # never was in the PACS (its series cannot be referenced by a SEG)
             logger.info("label of %s is no longer in the PACS: removed from the cache", image_id)
             LocalDatastore.remove_label(self, image_id, _FINAL)
         for image_id, seg_uid in segs.items():
@@ -207,7 +222,7 @@ class ArenaDicomWebDatastore(OrganLabels, AtomicStore, DICOMWebDatastore):
         folder = self._download(seg_uid, Path(self._datastore.label_path(_FINAL)) / seg_uid)
         files = sorted(folder.glob("*.dcm"))
         wanted = {norm_name(o): i + 1 for i, o in enumerate(self.organs)}
-        array, kept = read_segmentation(files[0], series.headers, lambda name: wanted.get(norm_name(name)))
+        array, kept = read_segmentation(files[0], series, lambda name: wanted.get(norm_name(name)))
         counts = {o: int((array == i + 1).sum()) for i, o in enumerate(self.organs)}
         if not kept or not any(counts.values()):
             raise ValueError(f"none of its segments is a non-empty {', '.join(self.organs)}")
