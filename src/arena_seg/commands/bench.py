@@ -1,4 +1,5 @@
-"""`arena-seg bench`: few-shot quality (`fewshot`) and cost (`speed`) benchmarks of ARENA against its peers."""
+"""`arena-seg bench`: few-shot quality (`fewshot`) and cost (`speed`) benchmarks of ARENA against its peers, and
+the inference memory benchmark (`memory`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bench_sub = p.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
     _add_fewshot(bench_sub)
     _add_speed(bench_sub)
+    _add_memory(bench_sub)
 
 
 def _add_fewshot(sub: argparse._SubParsersAction) -> None:
@@ -79,6 +81,41 @@ def _add_speed(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     p.add_argument("--no-peft", action="store_true", help="skip the peft LoRA reference")
     p.set_defaults(func=run_speed)
+
+
+def _add_memory(sub: argparse._SubParsersAction) -> None:
+    from arena_seg.bench.memory import SIZES
+
+    p = sub.add_parser("memory", help="time and peak memory of predicting clinical-size CT, before and after",
+                       description="Makes clinical-size CT (a phantom, or --source, resampled to each size), then "
+                                   "predicts it in a fresh process per model and pipeline (before: the former MONAI "
+                                   "pipeline; after: the bounded-memory predictor); prints time and peak RSS.")
+    p.add_argument("--out", default=None, help="folder for memory.json and memory.md (default: print only)")
+    p.add_argument("--models", nargs="+", default=["default", "monai-wholebody"],
+                   help="models (monai-wholebody and fseft-swinunetr get random weights without --checkpoint)")
+    p.add_argument("--sizes", nargs="+", default=["512x512x400"], metavar="XxYxZ",
+                   help=f"scan shapes (default 512x512x400; e.g. {' '.join(SIZES)})")
+    p.add_argument("--pipelines", nargs="+", default=["before", "after"], choices=["before", "after"])
+    p.add_argument("--source", default=None, help="a CT whose field of view is resampled (default: a phantom)")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per measurement")
+    p.add_argument("--keep", default=None, help="folder to keep the generated scans in (reused when present)")
+    p.set_defaults(func=run_memory)
+
+
+def run_memory(args: argparse.Namespace) -> int:
+    from arena_seg.bench import memory
+
+    for size in args.sizes:
+        parts = size.lower().split("x")
+        if len(parts) != 3 or not all(v.isdigit() and int(v) > 1 for v in parts):
+            raise InputError(f"--sizes {size!r}: give XxYxZ, e.g. 512x512x400")
+    opts = memory.MemoryOptions(models=list(args.models), sizes=list(args.sizes), pipelines=list(args.pipelines),
+                                device=args.device, threads=args.threads, checkpoint=args.checkpoint,
+                                keep=args.keep, source=args.source)
+    memory.run_memory(Path(args.out) if args.out else None, opts)
+    return 0
 
 
 def run_fewshot(args: argparse.Namespace) -> int:

@@ -85,6 +85,12 @@ def infer_transforms(pre: Preprocessing) -> mt.Compose:
     return mt.Compose(_common(pre, ("image",), with_label=False)[2:])
 
 
+def intensity_transforms(pre: Preprocessing) -> mt.Compose:
+    """The intensity steps alone ({"image": (1, X, Y, Z) on the network grid}), for a volume already resampled
+    there (the predictor resamples in chunks: :func:`arena_seg.inference.resample.resample_image`)."""
+    return mt.Compose(_intensity(pre))
+
+
 class _ZeroUnmapped(mt.MapTransform):
     """Set label values that are not requested to background (0) before they are mapped to channels.
 

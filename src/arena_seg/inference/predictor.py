@@ -1,4 +1,12 @@
-"""Sliding-window prediction of a whole CT volume, with the mask returned on the input's own grid."""
+"""Sliding-window prediction of a whole CT volume, with the mask returned on the input's own grid.
+
+Memory stays proportional to the scan, not to scan × classes: the scan is resampled to the network grid chunk by
+chunk (:func:`~arena_seg.inference.resample.resample_image`, no full-resolution float copy), the sliding window
+hands out probabilities slab by slab (:func:`~arena_seg.inference.sliding.stream_probabilities`, one window depth
+of scores held) and each slab goes straight back to the scan's grid
+(:class:`~arena_seg.inference.resample.LabelResampler`, uint8 only at full resolution). The masks are those of
+MONAI's ``infer_transforms`` → ``sliding_window_inference`` → ``Invertd`` → argmax up to float rounding.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +14,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
-from monai.inferers import sliding_window_inference
-from monai.transforms import Invertd
 from torch import nn
 
-from arena_seg.data.transforms import infer_transforms
+from arena_seg.data.transforms import intensity_transforms
 from arena_seg.data.volumes import read_volume
 from arena_seg.files import write_json, write_nifti_mask
+from arena_seg.inference.resample import LabelResampler, network_grid, resample_image
+from arena_seg.inference.sliding import stream_probabilities
 from arena_seg.models.registry import FoundationSpec
 
-#: above this many voxels × channels, probabilities are not resampled back (memory); the label map is instead
-_MAX_PROB_ELEMENTS = 2**28
+#: interpolate probabilities back to the scan (smoother than the nearest label) when the classes are few or the
+#: scan small; above both, the network's label map is resampled nearest-neighbour, as before for large scans
+LINEAR_MAX_CLASSES = 32
+LINEAR_MAX_ELEMENTS = 2**28
 
 
 class Predictor:
@@ -30,17 +39,22 @@ class Predictor:
         device: str | torch.device = "auto",
         amp: bool = True,
         overlap: float = 0.25,
-        sw_batch_size: int = 2,
+        sw_batch_size: int | None = None,
+        interpolation: str = "auto",
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        if interpolation not in ("auto", "linear", "nearest"):
+            raise ValueError(f"interpolation must be auto, linear or nearest, got {interpolation!r}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.spec = spec
         self.amp = amp and self.device.type == "cuda"
         self.overlap = overlap
-        self.sw_batch_size = sw_batch_size
-        self.preprocess = infer_transforms(spec.preprocessing)
+        # one window at a time on a CPU (no faster in pairs there, and each 96³ output of 105 classes is 370 MB)
+        self.sw_batch_size = sw_batch_size or (2 if self.device.type == "cuda" else 1)
+        self.interpolation = interpolation
+        self.intensity = intensity_transforms(spec.preprocessing)
 
     @property
     def labels(self) -> dict[str, int]:
@@ -48,21 +62,43 @@ class Predictor:
         shift = 1 if self.spec.background_channel is None else 0
         return {name: channel + shift for name, channel in self.spec.labels.items()}
 
+    @property
+    def channels(self) -> int:
+        """Mask values the probabilities have (a sigmoid head gets a constant 0.5 background channel first)."""
+        return self.spec.out_channels + (1 if self.spec.background_channel is None else 0)
+
+    def interpolation_for(self, voxels: int) -> str:
+        """``linear`` or ``nearest`` for a scan of ``voxels`` voxels (see LINEAR_MAX_CLASSES)."""
+        if self.interpolation != "auto":
+            return self.interpolation
+        small = self.channels * voxels <= LINEAR_MAX_ELEMENTS
+        return "linear" if self.channels <= LINEAR_MAX_CLASSES or small else "nearest"
+
+    def network_input(self, array: np.ndarray, affine: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """The preprocessed volume (1, 1, X, Y, Z) on the network grid, and that grid's affine."""
+        shape, net_affine = network_grid(array.shape, affine, self.spec.preprocessing)
+        image = resample_image(array, affine, shape, net_affine)[None]
+        image = torch.as_tensor(self.intensity({"image": image})["image"]).float()
+        return image[None].to(self.device), net_affine
+
     @torch.no_grad()
     def probabilities(self, image: torch.Tensor) -> torch.Tensor:
         """Class probabilities (1, C, X, Y, Z) of a preprocessed (1, 1, X, Y, Z) volume (Gaussian-blended sliding
-        window); channel i is mask value i (:attr:`labels`)."""
-        with torch.autocast(device_type=self.device.type, enabled=self.amp):
-            logits = sliding_window_inference(
-                image.to(self.device), self.spec.preprocessing.patch, self.sw_batch_size, self.model,
-                overlap=self.overlap, mode="gaussian",
-            )
-        logits = torch.as_tensor(logits).float()
-        if self.spec.background_channel is None:
-            # one sigmoid per organ (FSEFT): a constant 0.5 background makes argmax pick an organ only above 0.5
-            probs = torch.sigmoid(logits)
-            return torch.cat([torch.full_like(probs[:, :1], 0.5), probs], dim=1)
-        return torch.softmax(logits, dim=1)
+        window); channel i is mask value i (:attr:`labels`). Holds C × the grid: for small volumes and callers
+        that need every probability (the uncertainty strategy); :meth:`predict_array` does not."""
+        full = torch.empty((self.channels, *image.shape[2:]), dtype=torch.float32)
+
+        def keep(probs: torch.Tensor, start: int) -> None:
+            full[:, start:start + probs.shape[1]] = probs.cpu()
+
+        self._stream(image.to(self.device), keep)
+        return full[None]
+
+    def _stream(self, image: torch.Tensor, consume) -> None:
+        activation = "sigmoid" if self.spec.background_channel is None else "softmax"
+        stream_probabilities(self.model, image, self.spec.preprocessing.patch, self.channels, consume,
+                             overlap=self.overlap, sw_batch_size=self.sw_batch_size, activation=activation,
+                             amp=self.amp)
 
     def predict_array(self, array: np.ndarray, affine: np.ndarray) -> np.ndarray:
         """Segment a CT volume (X, Y, Z) in HU with its RAS affine; returns a uint8 label map of the same shape."""
@@ -78,21 +114,32 @@ class Predictor:
         volume = read_volume(path)
         return self.predict_array(volume.array, volume.affine)
 
+    @torch.no_grad()
     def _predict(self, array: np.ndarray, affine: np.ndarray, keep_probs: bool):
-        image = MetaTensor(torch.as_tensor(np.asarray(array, dtype=np.float32))[None],
-                           affine=torch.as_tensor(affine, dtype=torch.float64))
-        data = self.preprocess({"image": image})
-        probs = self.probabilities(data["image"].unsqueeze(0))[0].cpu()
-        nearest = probs.numel() * array.size / max(1, data["image"][0].numel()) > _MAX_PROB_ELEMENTS
-        # resampling probabilities (then argmax) gives smoother masks than resampling labels, when memory allows
-        values = probs.argmax(0, keepdim=True).float() if nearest else probs
-        data["pred"] = MetaTensor(values, affine=data["image"].affine, meta=data["image"].meta,
-                                  applied_operations=data["image"].applied_operations)
-        pred = Invertd(keys="pred", transform=self.preprocess, orig_keys="image", nearest_interp=nearest)(data)["pred"]
-        mask = (pred[0].round() if nearest else pred.argmax(0)).cpu().numpy().astype(np.uint8)
+        if array.ndim != 3:
+            raise ValueError(f"a 3-D volume is needed, got shape {tuple(array.shape)}")
+        image, net_affine = self.network_input(array, affine)
+        net_shape = tuple(image.shape[2:])
+        resampler = LabelResampler(array.shape, affine, net_shape, net_affine,
+                                   mode=self.interpolation_for(int(np.prod(array.shape))))
+        # every probability is kept only when asked for, or when a sheared scan needs them all at once
+        full = (torch.empty((self.channels, *net_shape), dtype=torch.float32, device=self.device)
+                if keep_probs or not resampler.streaming else None)
+
+        def consume(probs: torch.Tensor, start: int) -> None:
+            if full is not None:
+                full[:, start:start + probs.shape[1]] = probs
+            if resampler.streaming:
+                resampler.add(probs, start)
+
+        self._stream(image, consume)
+        del image
+        if not resampler.streaming:
+            resampler.add(full, 0)
+        mask = resampler.result()
         if mask.shape != tuple(array.shape):
-            raise RuntimeError(f"inverted mask has shape {mask.shape}, expected {tuple(array.shape)}")
-        return mask, (probs if keep_probs else None)
+            raise RuntimeError(f"mask has shape {mask.shape}, expected {tuple(array.shape)}")
+        return mask, (full.cpu() if keep_probs else None)
 
 
 def write_mask(mask: np.ndarray, affine: np.ndarray, out: str | Path, labels: dict[str, int]) -> tuple[Path, Path]:
