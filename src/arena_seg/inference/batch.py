@@ -24,7 +24,7 @@ from arena_seg import __version__
 from arena_seg.errors import InputError
 from arena_seg.files import write_json as _write_json
 from arena_seg.files import write_nifti_mask
-from arena_seg.inference import distributed
+from arena_seg.inference import distributed, memory
 from arena_seg.inference.batch_inputs import SeriesItem, collect_inputs
 
 FORMATS = ("nifti", "seg")
@@ -122,6 +122,10 @@ class BatchRunner:
         items = sorted(distributed.broadcast(items), key=lambda i: i.key)
         if not items:
             raise InputError(f"no DICOM series or NIfTI files found in {', '.join(map(str, paths))}")
+        # more processes than memory holds would swap or be killed mid-run: refuse (every rank, rank 0 decides)
+        verdict = distributed.broadcast(memory.batch_verdict(self.predictor, items) if rank == 0 else None)
+        if verdict:
+            raise InputError(verdict)
         mine = distributed.shard(items, rank, world)
         with tqdm(total=len(mine), unit="series", disable=not progress or rank != 0, dynamic_ncols=True,
                   desc="infer" if world == 1 else f"infer (rank 0 of {world})") as bar:
@@ -215,7 +219,9 @@ class BatchRunner:
         t0 = time.perf_counter()
         clock = _NetworkClock(self.predictor.model, self.predictor.device)
         try:
-            mask = self.predictor.predict_array(job.array, job.affine)
+            with memory.PeakMemory(self.predictor.device) as peak:
+                mask = self.predictor.predict_array(job.array, job.affine)
+            job.entry["memory"] = peak.result
         except Exception as exc:
             job.entry["reason"] = f"prediction failed: {_reason(exc)}"
             return
@@ -231,7 +237,7 @@ class BatchRunner:
         """Organ volumes, outputs and the done marker (writer thread)."""
         t0, entry, mask, affine = time.perf_counter(), job.entry, job.mask, job.affine
         voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
-        counts = np.bincount(mask.ravel(), minlength=256)
+        counts = memory.label_counts(mask)
         entry["volumes_ml"] = {organ: round(float(counts[v]) * voxel_ml, 3) for organ, v in self.labels.items()}
         entry["shape"] = list(mask.shape)
         entry["spacing_mm"] = [round(float(s), 4) for s in np.linalg.norm(affine[:3, :3], axis=0)]

@@ -11,9 +11,11 @@ import time
 from abc import abstractmethod
 from typing import Any
 
+import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from arena_seg.data.volumes import read_volume
+from arena_seg.inference.memory import PeakMemory, label_counts
 from arena_seg.inference.predictor import Predictor
 from lib.conf import device_choices
 from lib.models import ModelCache
@@ -45,16 +47,18 @@ class SegmentationTask(InferTask):
         labels = predictor.labels
         ext, dtype = check_result_format(request.get("result_extension"), request.get("result_dtype"),
                                          max(labels.values(), default=1))
-        mask = predictor.predict_array(image.array, image.affine)
+        with PeakMemory(predictor.device) as peak:  # the process's peak during this scan (other requests count)
+            mask = predictor.predict_array(image.array, image.affine)
         inferred = time.time()
         path = write_result(mask, image.affine, ext, dtype)
-        present = sorted(int(v) for v in set(mask.ravel().tolist()) - {0})
+        present = [int(v) for v in np.flatnonzero(label_counts(mask)) if v != 0]
         result = {
             "label_names": labels,
             "labels_present": [name for name, value in labels.items() if value in present],
             "device": str(predictor.device),
             "latencies": {"load": round(loaded - start, 3), "infer": round(inferred - loaded, 3),
                           "write": round(time.time() - inferred, 3), "total": round(time.time() - start, 3)},
+            "memory": peak.result,
             **extra,
         }
         return path, result
