@@ -14,14 +14,16 @@ from typing import Any
 import lib.configs.arena
 import lib.configs.foundation
 from fastapi import HTTPException
-from lib.batch import ArenaBatchInfer
+from lib.batch import ArenaBatchInfer, check_batch_request
 from lib.conf import AppConf
 from lib.datastore import ArenaDatastore
 from lib.dicomweb import dicomweb_datastore
+from lib.endpoints import install_endpoints, request_upload
 from lib.errors import http_errors
+from lib.firewall import install_firewall
 from lib.guards import install_batch_checks, install_train_checks
-from lib.limits import install_body_limit
 from lib.models import ModelCache
+from lib.names import check_tag
 from lib.requests import resolve_image
 from lib.versions import VersionStore
 from monailabel.config import settings
@@ -80,7 +82,9 @@ class ArenaSegApp(MONAILabelApp):
         super().on_init_complete()
         install_train_checks(self.check_train)  # only the server process has endpoints to guard
         install_batch_checks(self.check_batch_infer)
-        install_body_limit(self.arena_conf.max_upload_mb)
+        install_firewall(self.arena_conf.max_upload_mb, self.arena_conf.cors_origins,
+                         dicomweb=self.studies.startswith(("http://", "https://")))
+        install_endpoints(int(self.arena_conf.max_upload_mb * 2**20))
         self.versions.remove_stale_stages()  # no training runs yet in a server that just started
 
     def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
@@ -94,10 +98,12 @@ class ArenaSegApp(MONAILabelApp):
         if isinstance(image_id, str):
             path, is_id = resolve_image(image_id, datastore, getattr(self._sessions, "store_path", None))
             save, request["image"], request["save_label"] = bool(request.get("save_label")) and is_id, path, False
+        if isinstance(request.get("label"), str) and not request_upload(request["label"]):
+            request.pop("label")  # a path named in params, not a file this request uploaded
+        tag = check_tag(request.get("label_tag") or DefaultLabelTag.ORIGINAL.value) if save else None
         with http_errors():
             result = super().infer(request, datastore)
             if save and result.get("file"):
-                tag = request.get("label_tag", DefaultLabelTag.ORIGINAL)
                 result["label"] = datastore.save_label(image_id, result["file"], tag,
                                                        {"model": model, "params": result.get("params")})
         return result
@@ -114,6 +120,7 @@ class ArenaSegApp(MONAILabelApp):
         """404 for an unknown model, 409 for `arena` before its first good training run."""
         if model not in self._infers:
             raise HTTPException(status_code=404, detail=f"unknown model {model!r}; models: {', '.join(self._infers)}")
+        check_batch_request(params, self.datastore())
         if model == "arena":
             with http_errors():
                 self.versions.resolve(params.get("version") or self.arena_conf.version)

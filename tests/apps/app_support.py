@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -9,10 +10,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 
 REPO = Path(__file__).resolve().parents[2]
 APP_DIR = REPO / "apps" / "arena_seg"
@@ -122,6 +125,84 @@ def running(cmd: list[str], log: Path, url_alive: Callable[[], bool], timeout: f
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+
+
+# ---- a real server, started with monailabel's own command -------------------------------------------------------
+START_TIMEOUT = 180
+TRAIN_TIMEOUT = 300
+
+
+@dataclass
+class Server:
+    root: Path
+    studies: Path
+    model_dir: Path
+    network: Path
+    port: int
+    upload_limit_mb: float = 2
+    env: dict[str, str] | None = None
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        cmd = [str(VENV_BIN / "monailabel"), "start_server", "--app", str(APP_DIR), "--studies", str(self.studies),
+               "--host", "127.0.0.1", "--port", str(self.port), "--conf", "labels", "gallbladder",
+               "--conf", "model_dir", str(self.model_dir), "--conf", "max_upload_mb", str(self.upload_limit_mb)]
+        log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the server writes to it until stopped
+        env = {**server_env(self.network), **(self.env or {})}
+        self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        log.close()
+        from arena_seg.commands.serve import server_alive
+
+        deadline = time.time() + START_TIMEOUT
+        while not server_alive(self.url):
+            if self.proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"server did not start:\n{(self.root / 'server.log').read_text()[-3000:]}")
+            time.sleep(1)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the server and its training subprocesses (one process group) and wait for the server."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=60)
+        time.sleep(0.5)  # the killed group's children go too
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return requests.get(self.url + path, timeout=120, **kw)
+
+    def post(self, path: str, **kw) -> requests.Response:
+        return requests.post(self.url + path, timeout=120, **kw)
+
+    def put(self, path: str, **kw) -> requests.Response:
+        return requests.put(self.url + path, timeout=120, **kw)
+
+    def train_state(self) -> str:
+        body = self.get("/train/", params={"check_if_running": "false"}).json()
+        return body.get("status", "") if isinstance(body, dict) else ""
+
+    def wait_training(self) -> str:
+        deadline = time.time() + TRAIN_TIMEOUT
+        while time.time() < deadline:
+            state = self.train_state()
+            if state not in ("SUBMITTED", "RUNNING"):
+                return state
+            time.sleep(1)
+        pytest.fail("training did not finish")
+
+
+def snapshot(*folders: Path) -> dict[str, str]:
+    """{relative path: sha1} of every file under the folders (logs and MONAI Label's lock file left out)."""
+    out = {}
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.suffix not in (".lock", ".log") and "tensorboard" not in path.parts:
+                out[str(path.relative_to(folder.parent))] = hashlib.sha1(path.read_bytes()).hexdigest()
+    return out
+
 
 
 def server_env(default_model: Path) -> dict[str, str]:

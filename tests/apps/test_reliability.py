@@ -6,16 +6,13 @@ half-written version, labels intact, training possible again), and concurrent in
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -23,71 +20,12 @@ import numpy as np
 import pytest
 import requests
 import urllib3
-from app_support import APP_DIR, GALLBLADDER, VENV_BIN, server_env, truth
+from app_support import GALLBLADDER, TRAIN_TIMEOUT, Server, snapshot, truth
 
 from arena_seg.commands.serve import free_port, server_alive
 
-START_TIMEOUT = 180
-TRAIN_TIMEOUT = 300
 UPLOAD_LIMIT_MB = 2
 IMAGES = ["phantom_000", "phantom_001", "phantom_002", "phantom_003", "phantom_004"]
-
-
-@dataclass
-class Server:
-    root: Path
-    studies: Path
-    model_dir: Path
-    network: Path
-    port: int
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        cmd = [str(VENV_BIN / "monailabel"), "start_server", "--app", str(APP_DIR), "--studies", str(self.studies),
-               "--host", "127.0.0.1", "--port", str(self.port), "--conf", "labels", "gallbladder",
-               "--conf", "model_dir", str(self.model_dir), "--conf", "max_upload_mb", str(UPLOAD_LIMIT_MB)]
-        log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the server writes to it until stopped
-        self.proc = subprocess.Popen(cmd, cwd=self.root, env=server_env(self.network), stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        deadline = time.time() + START_TIMEOUT
-        while not server_alive(self.url):
-            if self.proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"server did not start:\n{(self.root / 'server.log').read_text()[-3000:]}")
-            time.sleep(1)
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the server and its training subprocesses (one process group) and wait for the server."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=60)
-        time.sleep(0.5)  # the killed group's children go too
-
-    def get(self, path: str, **kw) -> requests.Response:
-        return requests.get(self.url + path, timeout=120, **kw)
-
-    def post(self, path: str, **kw) -> requests.Response:
-        return requests.post(self.url + path, timeout=120, **kw)
-
-    def put(self, path: str, **kw) -> requests.Response:
-        return requests.put(self.url + path, timeout=120, **kw)
-
-    def train_state(self) -> str:
-        body = self.get("/train/", params={"check_if_running": "false"}).json()
-        return body.get("status", "") if isinstance(body, dict) else ""
-
-    def wait_training(self) -> str:
-        deadline = time.time() + TRAIN_TIMEOUT
-        while time.time() < deadline:
-            state = self.train_state()
-            if state not in ("SUBMITTED", "RUNNING"):
-                return state
-            time.sleep(1)
-        pytest.fail("training did not finish")
 
 
 @pytest.fixture(scope="module")
@@ -97,22 +35,12 @@ def server(tmp_path_factory, phantom_dir, coarse_network_dir):
     studies.mkdir()
     for name in IMAGES:
         shutil.copy(phantom_dir / "images" / f"{name}.nii.gz", studies)
-    srv = Server(root, studies, root / "model", coarse_network_dir, free_port())
+    srv = Server(root, studies, root / "model", coarse_network_dir, free_port(), UPLOAD_LIMIT_MB)
     srv.start()
     try:
         yield srv
     finally:
         srv.kill(signal.SIGTERM)
-
-
-def snapshot(*folders: Path) -> dict[str, str]:
-    """{relative path: sha1} of every file under the folders (logs and MONAI Label's lock file left out)."""
-    out = {}
-    for folder in folders:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and path.suffix not in (".lock", ".log") and "tensorboard" not in path.parts:
-                out[str(path.relative_to(folder.parent))] = hashlib.sha1(path.read_bytes()).hexdigest()
-    return out
 
 
 # ---- bad input files -------------------------------------------------------------------------------------------

@@ -45,7 +45,8 @@ def test_failed_run_leaves_latest_and_no_folder(tmp_path):
 def test_killed_run_stage_is_ignored_then_removed(tmp_path):
     store = VersionStore(tmp_path / "arena")
     _run(store)
-    (store.versions_dir / ".stage-v002").mkdir()  # what a SIGKILLed run leaves
+    (store.versions_dir / ".stage-v002").mkdir()  # what a SIGKILLed run leaves: its stage, owned by a dead pid
+    (store.versions_dir / ".stage-v002" / ".owner").write_text("999999999")
     assert store.list() == ["v001"] and store.latest() == "v001"
     assert _run(store) == "v002"
     assert store.list() == ["v001", "v002"] and not list(store.versions_dir.glob(".stage-*"))

@@ -41,17 +41,20 @@ def copy_atomic(src: str, dest: str) -> None:
             os.unlink(tmp)
 
 
-def _writer_alive(name: str) -> bool:
-    pid = name[: -len(PARTIAL)].rsplit(".", 1)[-1]
-    if not pid.isdigit():
-        return False
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs (a writer that may still be using its partial file or stage folder)."""
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
     return True
+
+
+def _writer_alive(name: str) -> bool:
+    pid = name[: -len(PARTIAL)].rsplit(".", 1)[-1]
+    return pid.isdigit() and pid_alive(int(pid))
 
 
 def sweep_partials(root: str | os.PathLike) -> None:

@@ -101,3 +101,28 @@ def _series_item(image_id: str, uri: str) -> SeriesItem | None:
         return SeriesItem(key, "file", [str(path)], path.name, error=reason)
     logger.warning("batch infer: image %s has no file at %s", image_id, uri)
     return SeriesItem(key, "file", [str(path)], path.name, error=f"image file {uri} is missing")
+
+
+def check_batch_request(params: dict[str, Any], datastore: Datastore) -> None:
+    """Raise HTTPException 400 for batch options the runner would misuse: ``images`` other than all / labeled /
+    unlabeled or a list of datastore ids (never paths), a label tag outside the vocabulary, a bad batch size."""
+    from fastapi import HTTPException
+
+    from lib.names import check_tag
+
+    images = params.get("images")
+    if isinstance(images, list):
+        known = set(datastore.list_images())
+        unknown = [str(i)[:80] for i in images if not isinstance(i, str) or i not in known]
+        if unknown:
+            raise HTTPException(status_code=400, detail=f"batch images {unknown[:5]} are not datastore image ids; "
+                                                        "give ids from /datastore, or all / labeled / unlabeled")
+    elif images is not None and str(getattr(images, "value", images)) not in ("all", "labeled", "unlabeled"):
+        raise HTTPException(status_code=400, detail=f"batch images {str(images)[:80]!r}: give all, labeled, "
+                                                    "unlabeled or a list of datastore image ids")
+    if params.get("label_tag") is not None:
+        check_tag(params["label_tag"])
+    size = params.get("max_batch_size", 0)
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= 1_000_000:
+        raise HTTPException(status_code=400, detail=f"max_batch_size {str(size)[:40]!r}: give an integer ≥ 0 "
+                                                    "(0: every image)")

@@ -23,6 +23,7 @@ CONF_KEYS: dict[str, str] = {
     "device": "auto, cpu, cuda or cuda:N for inference (default auto)",
     "epochs": f"default max_epochs shown in the train options (default {DEFAULT_EPOCHS})",
     "max_upload_mb": "largest request body accepted, in MB; larger uploads get 413 (default 1024)",
+    "cors_origins": "web origins allowed to call the API from a browser, comma-separated (default: none)",
 }
 #: keys that monailabel itself reads from --conf
 _FRAMEWORK_KEYS = {"server_mode", "auth_token"}
@@ -41,6 +42,7 @@ class AppConf:
     device: str = "auto"
     epochs: int = DEFAULT_EPOCHS
     max_upload_mb: float = 1024.0
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def arena_dir(self) -> Path:
@@ -84,6 +86,11 @@ class AppConf:
         if not max_upload_mb > 0:
             raise InputError(f"--conf max_upload_mb {conf.get('max_upload_mb')!r}: give a number of MB > 0")
         model_dir = conf.get("model_dir")
+        origins = tuple(o.strip().rstrip("/") for o in str(conf.get("cors_origins") or "").split(",") if o.strip())
+        for origin in origins:
+            if origin == "*" or not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise InputError(f"--conf cors_origins {origin!r}: give origins such as http://localhost:3000 "
+                                 "(scheme://host[:port], no wildcard, no path)")
         return cls(
             app_dir=Path(app_dir),
             foundation=foundation,
@@ -94,6 +101,7 @@ class AppConf:
             device=str(conf.get("device") or "auto"),
             epochs=epochs,
             max_upload_mb=max_upload_mb,
+            cors_origins=origins,
         )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,16 +25,21 @@ from arena_seg.files import write_nifti_mask
 from lib.atomic_store import AtomicStore, sweep_partials
 from lib.errors import http_errors
 from lib.labels import normalise_label, read_label
+from lib.names import TAGS, check_new_id, check_tag, inside
+from lib.uploads import UPLOAD_SUFFIXES, check_label_header, check_upload, header_shape
 
 logger = logging.getLogger(__name__)
 
-SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # no separators, no "..", nothing hidden
+MIN_SPACING_MM, MAX_SPACING_MM = 0.01, 100.0  # outside: a corrupt header, not a CT
+
+
 def validated_label(image_path: str, label_filename: str, organs: tuple[str, ...], label_info: Any
                     ) -> tuple[np.ndarray, np.ndarray, dict]:
     """(uint8 ids 1..n of ``organs`` on the image's grid (X, Y, Z), the image's affine, what was found); a label
     that does not fit raises HTTPException 4xx naming the problem."""
     with http_errors():
         image = read_volume(image_path)
+        check_label_header(label_filename, image.shape)  # before its voxels are read: a small gzip can be huge
         array, found = normalise_label(image, read_label(label_filename), list(organs), label_info)
     return array, image.affine, found
 
@@ -74,6 +78,24 @@ class OrganLabels:
         return items, skipped
 
 
+TAGS_SET = frozenset(TAGS)
+
+
+def _image_shape(path: str) -> tuple[int, ...]:
+    """The image's voxel shape, from its header where the format allows."""
+    if path.lower().endswith(UPLOAD_SUFFIXES):
+        return header_shape(path, "image")
+    return read_volume(path).shape
+
+
+def _check_spacing(volume: Any) -> None:
+    spacing = np.linalg.norm(volume.affine[:3, :3], axis=0)
+    if not (np.all(spacing >= MIN_SPACING_MM) and np.all(spacing <= MAX_SPACING_MM)):
+        raise HTTPException(status_code=400, detail=f"image voxel spacing {np.round(spacing, 4).tolist()} mm is "
+                                                    f"outside {MIN_SPACING_MM:g}..{MAX_SPACING_MM:g} mm; is the "
+                                                    "header corrupt?")
+
+
 class ArenaDatastore(OrganLabels, AtomicStore, LocalDatastore):
     """LocalDatastore whose final labels are validated and stored as ids 1..n of ``organs``."""
 
@@ -83,22 +105,26 @@ class ArenaDatastore(OrganLabels, AtomicStore, LocalDatastore):
         super().__init__(datastore_path, *args, **kwargs)
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
-        """Store an uploaded image once it reads as a sane 3-D volume under a plain id; 400 otherwise."""
-        derived, ext = self._to_id(os.path.basename(image_filename))
-        image_id = image_id or derived
-        if not SAFE_ID.fullmatch(image_id or "") or ".." in image_id:
-            raise HTTPException(status_code=400, detail=f"image id {image_id!r}: use letters, digits, '.', '_' and "
-                                                        "'-' only (no path separators or '..')")
+        """Store an uploaded image once it reads as a sane 3-D volume under a plain id; 4xx otherwise. An image
+        that has labels is replaced only by one on the same grid (its labels must still fit it)."""
+        derived, _ = self._to_id(os.path.basename(image_filename))
+        image_id = check_new_id(image_id or derived)
         with http_errors():
-            read_volume(image_filename)
+            volume = read_volume(check_upload(image_filename, "image"))
+            _check_spacing(volume)
+        old = self._datastore.objects.get(image_id)
+        if old is not None and old.labels:
+            self._check_same_grid(image_id, volume)
         return self._store_image(image_id, image_filename, image_info)
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
         """Validate, normalise and store a label; a bad one raises HTTPException 4xx and leaves no file behind."""
-        if label_tag != DefaultLabelTag.FINAL.value:  # inference results (tag "original") are stored as they are
-            self._require_image(image_id)
-            return self._store_label(image_id, label_filename, label_tag, label_info)
+        label_tag = check_tag(label_tag)
         image_path = self._require_image(image_id)
+        if label_tag != DefaultLabelTag.FINAL.value:  # inference results (tag "original") are stored as they are
+            with http_errors():
+                check_label_header(label_filename, _image_shape(image_path))
+            return self._store_label(image_id, label_filename, label_tag, label_info)
         info = dict(label_info or {})
         array, affine, found = validated_label(image_path, label_filename, self.organs, info.get("label_info"))
         info.update(found)
@@ -107,6 +133,49 @@ class ArenaDatastore(OrganLabels, AtomicStore, LocalDatastore):
             label_id = self._store_label(image_id, tmp, label_tag, info)
         logger.info("saved final label of %s: %s voxels (%s)", image_id, found["arena_voxels"], found["arena_source"])
         return label_id
+
+    # -- every path from an id or a tag: looked up, resolved, and confined to the studies folder ------------------
+    def get_image_uri(self, image_id: str) -> str:
+        if not isinstance(image_id, str) or image_id not in self._datastore.objects:
+            return ""
+        return self._confined(super().get_image_uri(image_id))
+
+    def get_label_uri(self, label_id: str, label_tag: str) -> str:
+        if not isinstance(label_id, str) or label_tag not in TAGS_SET or label_id not in self._datastore.objects:
+            return ""
+        return self._confined(super().get_label_uri(label_id, label_tag))
+
+    def get_label_info(self, label_id: str, label_tag: str) -> dict[str, Any]:
+        return super().get_label_info(label_id, check_tag(label_tag))
+
+    def update_label_info(self, label_id: str, label_tag: str, info: dict[str, Any]) -> None:
+        if not self.get_label_uri(label_id, check_tag(label_tag)):
+            raise HTTPException(status_code=404, detail=f"image {label_id!r} has no {label_tag} label")
+        return super().update_label_info(label_id, label_tag, info)
+
+    def remove_label(self, label_id: str, label_tag: str) -> None:
+        if not self.get_label_uri(label_id, check_tag(label_tag)):
+            raise HTTPException(status_code=404, detail=f"image {label_id!r} has no {label_tag} label")
+        super().remove_label(label_id, label_tag)
+
+    def remove_image(self, image_id: str) -> None:
+        self._require_image(image_id)
+        super().remove_image(image_id)
+
+    def _confined(self, uri: str) -> str:
+        """``uri`` when it lies inside the studies folder; "" (not found) for a symlink that leads outside."""
+        if uri and not inside(uri, self._datastore_path):
+            logger.warning("not serving %s: it lies outside the studies folder (a symlink?)", uri)
+            return ""
+        return uri
+
+    def _check_same_grid(self, image_id: str, volume: Any) -> None:
+        with http_errors():
+            old = read_volume(self._require_image(image_id))
+        if old.shape != volume.shape or not np.allclose(old.affine, volume.affine, atol=1e-3):
+            raise HTTPException(status_code=409, detail=f"image {image_id!r} exists with labels on another grid "
+                                                        f"({old.shape} vs {volume.shape}); its labels would no longer "
+                                                        "fit: upload it under a new id, or delete the image first")
 
     def _require_image(self, image_id: str) -> str:
         path = self.get_image_uri(image_id)

@@ -28,10 +28,14 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 
 from arena_seg.data.dicom_read import SeriesError, read_dicom_series
 from arena_seg.data.dicom_seg import build_segmentation, read_segmentation, seg_left_out_reason
+from arena_seg.data.volumes import read_volume
 from arena_seg.files import write_nifti_mask
 from lib.atomic_store import AtomicStore, partial, sweep_partials
 from lib.conf import norm_name
 from lib.datastore import OrganLabels, temporary_nifti, validated_label
+from lib.errors import http_errors
+from lib.names import TAGS, check_tag
+from lib.uploads import check_label_header
 
 logger = logging.getLogger(__name__)
 
@@ -131,10 +135,13 @@ class ArenaDicomWebDatastore(OrganLabels, AtomicStore, DICOMWebDatastore):
                    label_id: str = "") -> str:
         """A final label is checked against its series, stored in the PACS as a DICOM SEG (one segment per organ,
         typed MANUAL), then cached; any other tag (inference results) stays in the local cache only."""
+        label_tag = check_tag(label_tag)
         image_path = self.get_image_uri(image_id)
         if not image_path:
             raise HTTPException(status_code=404, detail=f"image {image_id!r} is not a series of {self.name()}")
         if label_tag != _FINAL:
+            with http_errors():
+                check_label_header(label_filename, read_volume(image_path).shape)
             return self._store_label(image_id, label_filename, label_tag, label_info)
         info = dict(label_info or {})
         array, affine, found = validated_label(image_path, label_filename, self.organs, info.get("label_info"))
@@ -167,6 +174,8 @@ class ArenaDicomWebDatastore(OrganLabels, AtomicStore, DICOMWebDatastore):
     def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
         """The cached NIfTI label of image ``label_id`` (or ``image_id``); final ones follow the PACS."""
         image_id = image_id or label_id
+        if label_tag not in TAGS or not _UID.fullmatch(image_id or ""):
+            return ""
         if label_tag == _FINAL and image_id not in self._synced:
             self._sync_labels()
         return LocalDatastore.get_label_uri(self, image_id, label_tag)

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from fastapi import HTTPException
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,6 +27,7 @@ def install_train_checks(check: Callable[[str, dict[str, Any]], None]) -> None:
 
     def checked_run_model(model: str, params: dict | None = None, run_sync: bool | None = False,
                           enqueue: bool | None = False) -> Any:
+        _same_model(model, params)
         check(model, dict(params or {}))
         return run_model(model, params, run_sync, enqueue)
 
@@ -32,6 +35,7 @@ def install_train_checks(check: Callable[[str, dict[str, Any]], None]) -> None:
         from monailabel.interfaces.utils.app import app_instance
 
         for model in app_instance().info()["trainers"]:
+            _same_model(model, (params or {}).get(model))
             flat = {k: v for k, v in (params or {}).items() if not isinstance(v, dict)}
             check(model, {**flat, **dict((params or {}).get(model) or {})})
         return run_all(params, run_sync)
@@ -51,8 +55,16 @@ def install_batch_checks(check: Callable[[str, dict[str, Any]], None]) -> None:
     run = endpoint.run
 
     def checked_run(model: str, images: Any = None, params: dict | None = None, run_sync: bool | None = False) -> Any:
-        check(model, dict(params or {}))
+        _same_model(model, params)
+        check(model, {"images": images, **dict(params or {})})
         return run(model, images, params, run_sync)
 
     checked_run._arena_checked = True  # type: ignore[attr-defined]
     endpoint.run = checked_run
+
+
+def _same_model(model: str, params: Any) -> None:
+    """The path's model is the model: a body naming another one would run it after the checks ran on this one."""
+    if isinstance(params, dict) and params.get("model") not in (None, model):
+        raise HTTPException(status_code=400, detail=f"the body names model {str(params['model'])[:80]!r} but the "
+                                                    f"path names {model!r}; leave 'model' out of the body")

@@ -1,7 +1,6 @@
 """A request body limit for the whole server: stock MONAI Label writes any upload, whatever its size, to disk.
 
-Starlette builds its middleware stack when the first ASGI event arrives, before MONAI Label creates the app
-(inside the lifespan event), so ``add_middleware`` is too late; the built stack is wrapped instead.
+Installed by :func:`lib.firewall.install_firewall`, in the server's middleware stack.
 """
 
 from __future__ import annotations
@@ -65,19 +64,12 @@ class BodyLimit:
                 await self._reject(send, None)
 
     async def _reject(self, send: Any, size: int | None) -> None:
-        body = json.dumps({"detail": _message(self.limit, size)}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 413, _message(self.limit, size))
 
 
-def install_body_limit(limit_mb: float) -> None:
-    """Wrap the running MONAI Label FastAPI app's middleware stack (once) with :class:`BodyLimit`."""
-    from monailabel.app import app
-
-    stack = app.middleware_stack or app.build_middleware_stack()
-    if isinstance(stack, BodyLimit):
-        stack.limit = int(limit_mb * 2**20)
-        return
-    app.middleware_stack = BodyLimit(stack, int(limit_mb * 2**20))
-    logger.info("request bodies over %g MB are refused with 413", limit_mb)
+async def send_json(send: Any, status: int, detail: str) -> None:
+    """Answer an HTTP request from ASGI middleware: ``status`` with {"detail": ...}, as FastAPI would."""
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -3,20 +3,20 @@
 Stock ``MONAILabelApp.infer`` treats an image id that exists as a path relative to the server's working directory
 as that file, so ``../../etc/passwd`` would be read. Here an id is resolved through the datastore only. The only
 paths accepted are those the server's own endpoints create: an uploaded image (``POST /infer?file=``, written by
-the endpoint into the temp folder as ``tmp`` + 8 random characters + the extension) and a session's image
-(under the session store).
+the endpoint into that request's own temporary folder, :mod:`lib.endpoints`; another request's upload is refused)
+and a session's image (under the session store). An upload must be a self-contained volume (:mod:`lib.uploads`).
 """
 
 from __future__ import annotations
 
 import os
-import re
-import tempfile
 from typing import Any
 
 from fastapi import HTTPException
 
-_UPLOAD = re.compile(r"tmp[a-z0-9_]{8}(\.[A-Za-z0-9]+){1,2}")
+from lib.endpoints import request_upload
+from lib.errors import http_errors
+from lib.uploads import check_upload
 
 
 def resolve_image(image: str, datastore: Any, session_root: str | None) -> tuple[str, bool]:
@@ -32,16 +32,15 @@ def resolve_image(image: str, datastore: Any, session_root: str | None) -> tuple
     if uri and os.path.exists(uri):
         return uri, True
     real = os.path.realpath(image)
-    if os.path.isfile(real) and (_is_upload(real) or _under(real, session_root)):
+    if os.path.isfile(real) and request_upload(real):
+        with http_errors():
+            check_upload(real, "image")
+        return real, False
+    if os.path.exists(real) and _under(real, session_root):
         return real, False
     sample = ", ".join(sorted(datastore.list_images())[:3])
     raise HTTPException(status_code=404, detail=f"image {image!r} is not in the datastore; give an image id from "
                                                 f"/datastore (e.g. {sample or 'upload one first'})")
-
-
-def _is_upload(path: str) -> bool:
-    return os.path.dirname(path) == os.path.realpath(tempfile.gettempdir()) and bool(
-        _UPLOAD.fullmatch(os.path.basename(path)))
 
 
 def _under(path: str, root: str | None) -> bool:

@@ -45,15 +45,20 @@ class TrainOptions:
     values: dict[str, Any]
 
 
-def _as_int(key: str, value: Any, low: int) -> int:
+#: upper bounds of the options (README: train options); beyond them a run would not end or not fit in memory
+MAX_EPOCHS, MAX_RANK, MAX_SAMPLES, MAX_SEED, MAX_LAM = 10_000, 512, 64, 2**32 - 1, 1000.0
+
+
+def _as_int(key: str, value: Any, low: int, high: int) -> int:
+    message = f"train option {key}: give an integer from {low} to {high} (got {str(value)[:40]!r})"
     if isinstance(value, bool):
-        raise InputError(f"train option {key}: give an integer ≥ {low} (got {value!r})")
+        raise InputError(message)
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"train option {key}: give an integer ≥ {low} (got {value!r})") from None
-    if not number.is_integer() or number < low:
-        raise InputError(f"train option {key}: give an integer ≥ {low} (got {value!r})")
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(message) from None
+    if not math.isfinite(number) or not number.is_integer() or not low <= number <= high:
+        raise InputError(message)
     return int(number)
 
 
@@ -61,8 +66,8 @@ def _as_float(key: str, value: Any, low: float, high: float | None = None, open_
     bounds = f"{'>' if open_low else '≥'} {low:g}" + (f" and < {high:g}" if high is not None else "")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"train option {key}: give a number {bounds} (got {value!r})") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"train option {key}: give a number {bounds} (got {str(value)[:40]!r})") from None
     if isinstance(value, bool) or not math.isfinite(number) or number < low or (open_low and number == low) or (
         high is not None and number >= high
     ):
@@ -83,17 +88,17 @@ def parse_options(request: dict[str, Any], conf: AppConf) -> TrainOptions:
     method = str(merged["method"]).strip().lower()
     if method not in METHODS:
         raise InputError(f"train option method: give one of {', '.join(METHODS)} (got {merged['method']!r})")
-    device = str(merged["device"])
+    device = str(merged["device"])[:40]
     resolve_device(device)  # raises when e.g. cuda is asked for on a CPU server
     values = {
-        "max_epochs": _as_int("max_epochs", merged["max_epochs"], 1),
+        "max_epochs": _as_int("max_epochs", merged["max_epochs"], 1, MAX_EPOCHS),
         "method": method,
-        "rank": _as_int("rank", merged["rank"], 1),
-        "lam": _as_float("lam", merged["lam"], 0.0),
+        "rank": _as_int("rank", merged["rank"], 1, MAX_RANK),
+        "lam": _as_float("lam", merged["lam"], 0.0, MAX_LAM),
         "lr": _as_float("lr", merged["lr"], 0.0, 1.0, open_low=True),
         "val_split": _as_float("val_split", merged["val_split"], 0.0, 1.0),
-        "num_samples": _as_int("num_samples", merged["num_samples"], 1),
-        "seed": _as_int("seed", merged["seed"], 0),
+        "num_samples": _as_int("num_samples", merged["num_samples"], 1, MAX_SAMPLES),
+        "seed": _as_int("seed", merged["seed"], 0, MAX_SEED),
         "device": device,
     }
     config = FinetuneConfig(method=method, rank=values["rank"], lam=values["lam"], lr=values["lr"],

@@ -21,10 +21,22 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from lib.atomic_store import pid_alive
 from lib.errors import NoAdaptedModelError, UnknownVersionError
 
 _ID = re.compile(r"v(\d{3,})")
 _STAGE = ".stage-"
+_OWNER = ".owner"  # the pid of the process writing a stage
+_CLAIM_GRACE_S = 60.0
+
+
+def _age(path: Path) -> float:
+    import time
+
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 class VersionStore:
@@ -83,6 +95,7 @@ class VersionStore:
             shutil.rmtree(stage, ignore_errors=True)
             raise
         final = self.versions_dir / version
+        (stage / _OWNER).unlink(missing_ok=True)
         os.rename(stage, final)
         self._point_latest(version)
 
@@ -102,6 +115,7 @@ class VersionStore:
                 stage.rmdir()
                 n += 1
                 continue
+            (stage / _OWNER).write_text(str(os.getpid()))
             return version, stage
 
     def _point_latest(self, version: str) -> None:
@@ -112,6 +126,15 @@ class VersionStore:
         os.replace(tmp, self.latest_link)  # atomic on POSIX: readers see the old or the new target
 
     def remove_stale_stages(self) -> None:
-        """Remove the stage folders of runs that never finished (a killed server leaves them)."""
+        """Remove the stage folders of runs that never finished (a killed server leaves them); a stage whose
+        writer still runs (another server or training process on the same model folder) is left alone."""
         for path in self.versions_dir.glob(f"{_STAGE}*"):
+            try:
+                owner = int((path / _OWNER).read_text())
+            except (OSError, ValueError):
+                owner = None
+            if owner is not None and pid_alive(owner):
+                continue
+            if owner is None and _age(path) < _CLAIM_GRACE_S:  # being claimed right now: owner not yet written
+                continue
             shutil.rmtree(path, ignore_errors=True)
