@@ -152,8 +152,8 @@ Attack = Callable[[Server, dict], requests.Response]
 #: (class of attack, request, expected status, a word the message must contain)
 ATTACKS: list[tuple[str, Attack, int, str]] = [
     # 1. label tags are paths
-    *[(f"1 tag {tag!r} on {verb}", fn, 400, "" if verb == "HEAD" else "tag") for tag in ("/tmp", "../../x", "../final", "labels/../../..",
-                                                                 "%2e%2e/x")
+    *[(f"1 tag {tag!r} on {verb}", fn, 400, "" if verb == "HEAD" else "tag")
+      for tag in ("/tmp", "../../x", "../final", "labels/../../..", "%2e%2e/x")
       for verb, fn in (
           ("PUT", lambda s, f, t=tag: put_label(s, f["label"], tag=t)),
           ("GET", lambda s, f, t=tag: s.get("/datastore/label", params={"label": "phantom_000", "tag": t})),
@@ -239,6 +239,11 @@ ATTACKS: list[tuple[str, Attack, int, str]] = [
           ("simple POST train", lambda s, f, o=origin: s.post("/train/arena", data="x",
                                                               headers={"Origin": o, "Content-Type": "text/plain"})),
       )],
+    ("7 <img> on another site (no Origin)", lambda s, f: s.get("/datastore/image", params={"image": "phantom_000"},
+                                                                headers={"Sec-Fetch-Site": "cross-site"}), 403,
+     "cross-origin"),
+    ("7 DNS rebinding (same origin by name)", lambda s, f: s.post("/train/arena", json={}, headers={
+        "Host": f"rebind.example:{s.port}", "Origin": f"http://rebind.example:{s.port}"}), 403, "cross-origin"),
     # 8. denial of service
     ("8 gzip label claiming 320^3", lambda s, f: put_label(s, f["bomb"]), 400, "voxels"),
     ("8 gzip original label claiming 320^3", lambda s, f: put_label(s, f["bomb"], tag="original"), 400, "voxels"),
@@ -262,6 +267,11 @@ ATTACKS: list[tuple[str, Attack, int, str]] = [
     ("9 dataset export, no labels", lambda s, f: s.get("/datastore/dataset"), 404, "label"),
     ("9 session id as a path", lambda s, f: s.post("/infer/foundation", params={"session_id": "../../x"}), 400,
      "session_id"),
+    ("9 infer with no image", lambda s, f: s.post("/infer/foundation"), 400, "image"),
+    ("9 infer output=dicom_seg on a local datastore", lambda s, f: s.post(
+        "/infer/foundation", params={"image": "phantom_000", "output": "dicom_seg"}), 400, "DICOMweb"),
+    ("9 image info of an unknown image", lambda s, f: s.put("/datastore/image/info", params={"image": "nope"},
+                                                            data={"info": "{}"}), 404, "datastore"),
     ("9 WSI inference", lambda s, f: s.post("/infer/wsi_v2/foundation", json={}), 404, "whole-slide"),
     ("8 infer on another request's upload", lambda s, f: s.post("/infer/foundation", params={
         "image": str(_planted_upload(s))}), 404, "datastore"),
@@ -400,6 +410,7 @@ def test_firewall_lets_listed_origins_and_non_browsers_through():
     assert wall.check(scope("http://viewer.example:3000")) is None
     assert wall.check(scope("http://127.0.0.1:8000")) is None  # the server's own /docs page
     assert wall.check(scope("http://viewer.example"))[0] == 403  # another port is another origin
+    assert wall.check(scope("http://localhost:8000")) is not None  # Host says 127.0.0.1: another origin
     assert wall.check(scope(None, "/datastore/label", b"tag=final&label=x")) is None
     assert wall.check(scope(None, "/datastore/label", b"tag=final%00"))[0] == 400
 

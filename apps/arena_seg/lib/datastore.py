@@ -158,6 +158,10 @@ class ArenaDatastore(OrganLabels, AtomicStore, LocalDatastore):
             raise HTTPException(status_code=404, detail=f"image {label_id!r} has no {label_tag} label")
         super().remove_label(label_id, label_tag)
 
+    def update_image_info(self, image_id: str, info: dict[str, Any]) -> None:
+        self._require_image(image_id)
+        return super().update_image_info(image_id, info)
+
     def remove_image(self, image_id: str) -> None:
         self._require_image(image_id)
         super().remove_image(image_id)

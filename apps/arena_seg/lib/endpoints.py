@@ -88,6 +88,21 @@ def _check_json_fields(values: dict[str, Any]) -> None:
                                                         f"{type(parsed).__name__}")
 
 
+def _check_infer_inputs(values: dict[str, Any]) -> None:
+    """Stock infer answers 500 when a request names no image, or asks for DICOM SEG output on a local datastore."""
+    if not {"file", "session_id", "image"} <= set(values):
+        return  # not the infer endpoint
+    if not (values.get("image") or values.get("session_id") or values.get("file")):
+        raise HTTPException(status_code=400, detail="give image=ID (from /datastore), session_id=ID, or an image file")
+    if str(getattr(values.get("output"), "value", values.get("output"))) == "dicom_seg":
+        from monailabel.datastore.dicom import DICOMWebDatastore
+        from monailabel.interfaces.utils.app import app_instance
+
+        if not isinstance(app_instance().datastore(), DICOMWebDatastore):
+            raise HTTPException(status_code=400, detail="output=dicom_seg needs a DICOMweb datastore; use output=image "
+                                                        "or json, or arena-seg infer for DICOM SEG files")
+
+
 def _run_in_request_folder(call: Callable, values: dict[str, Any]) -> Any:
     """Run the stock coroutine ``call(**values)`` to completion in this worker thread, inside a new temp folder."""
     _local.tmp = tempfile.mkdtemp(prefix="arena-request-")
@@ -104,6 +119,7 @@ def _threaded(call: Callable, limiter: Any) -> Callable:
     @functools.wraps(call)
     async def endpoint(**values: Any) -> Any:
         _check_json_fields(values)
+        _check_infer_inputs(values)
         return await anyio.to_thread.run_sync(functools.partial(_run_in_request_folder, call, values),
                                               limiter=limiter)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
@@ -51,9 +52,12 @@ class Firewall:
         """(status, message) for a request to refuse, else None."""
         headers = dict(scope.get("headers") or [])
         origin = headers.get(b"origin", b"").decode("latin-1").rstrip("/")
-        if origin and origin not in self.origins and not _same_origin(origin, scope, headers):
-            return 403, (f"cross-origin request from {origin[:100]} refused; to allow a web viewer, start the "
-                         "server with --conf cors_origins ORIGIN[,ORIGIN...]")
+        fetch_site = headers.get(b"sec-fetch-site", b"").decode("latin-1")
+        if (origin and origin not in self.origins and not _same_origin(origin, headers)) or (
+            not origin and fetch_site in ("cross-site", "same-site")  # e.g. <img src=...> on another page
+        ):
+            return 403, (f"cross-origin request from {(origin or fetch_site)[:100]} refused; to allow a web viewer, "
+                         "start the server with --conf cors_origins ORIGIN[,ORIGIN...]")
         path, method = scope.get("path", ""), scope.get("method", "GET")
         raw_query = scope.get("query_string", b"").decode("latin-1")
         if _CONTROL.search(path) or _CONTROL.search(unquote_plus(raw_query)):
@@ -78,6 +82,8 @@ class Firewall:
             return "the DICOMweb proxy is only offered when the server's studies are a DICOMweb (PACS) address"
         if path.startswith("/infer/wsi"):
             return "arena-seg has no whole-slide-image models"
+        if path.rstrip("/") == "/logs/gpu" and shutil.which("nvidia-smi") is None:
+            return "this server has no GPU (nvidia-smi is not installed)"
         if path.startswith("/model/") and method in ("PUT", "DELETE", "POST"):
             return ("model files cannot be uploaded or deleted over the API: versions are made by training and "
                     "chosen with the `version` option")
@@ -98,10 +104,22 @@ def _check_query(key: str, value: str) -> str | None:
     return None
 
 
-def _same_origin(origin: str, scope: dict, headers: dict) -> bool:
-    """A page served by this server itself (its /docs) calling it back."""
+def _same_origin(origin: str, headers: dict) -> bool:
+    """A page served by this server itself (its /docs) calling it back, addressed by IP or localhost: a page on a
+    domain name that happens to point here (DNS rebinding) is another site."""
     host = headers.get(b"host", b"").decode("latin-1")
-    return bool(host) and origin in (f"http://{host}", f"https://{host}")
+    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
+    return bool(host) and origin in (f"http://{host}", f"https://{host}") and (name == "localhost" or _is_ip(name))
+
+
+def _is_ip(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def install_firewall(limit_mb: float, origins: Iterable[str], dicomweb: bool) -> None:
