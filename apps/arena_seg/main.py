@@ -15,13 +15,12 @@ import lib.configs.arena
 import lib.configs.foundation
 from fastapi import HTTPException
 from lib.batch import ArenaBatchInfer, check_batch_request
+from lib.compat import install as install_compat
+from lib.compat.endpoints import request_upload
 from lib.conf import AppConf
 from lib.datastore import ArenaDatastore
 from lib.dicomweb import dicomweb_datastore
-from lib.endpoints import install_endpoints, request_upload
 from lib.errors import http_errors
-from lib.firewall import install_firewall
-from lib.guards import install_batch_checks, install_train_checks
 from lib.models import ModelCache
 from lib.names import check_tag
 from lib.requests import resolve_image
@@ -80,11 +79,9 @@ class ArenaSegApp(MONAILabelApp):
 
     def on_init_complete(self) -> None:
         super().on_init_complete()
-        install_train_checks(self.check_train)  # only the server process has endpoints to guard
-        install_batch_checks(self.check_batch_infer)
-        install_firewall(self.arena_conf.max_upload_mb, self.arena_conf.cors_origins,
-                         dicomweb=self.studies.startswith(("http://", "https://")))
-        install_endpoints(int(self.arena_conf.max_upload_mb * 2**20))
+        install_compat(check_train=self.check_train, check_batch=self.check_batch_infer,  # the server process only
+                       max_upload_mb=self.arena_conf.max_upload_mb, cors_origins=self.arena_conf.cors_origins,
+                       dicomweb=self.studies.startswith(("http://", "https://")))
         self.versions.remove_stale_stages()  # no training runs yet in a server that just started
 
     def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:

@@ -398,7 +398,7 @@ def test_info_answers_quickly_while_an_inference_runs(server):
 
 # ---- the pieces, in-process --------------------------------------------------------------------------------------
 def test_firewall_lets_listed_origins_and_non_browsers_through():
-    from lib.firewall import Firewall
+    from lib.compat.firewall import Firewall
 
     wall = Firewall(app=None, origins=["http://viewer.example:3000"])
 

@@ -3,7 +3,7 @@
 Stock ``MONAILabelApp.infer`` treats an image id that exists as a path relative to the server's working directory
 as that file, so ``../../etc/passwd`` would be read. Here an id is resolved through the datastore only. The only
 paths accepted are those the server's own endpoints create: an uploaded image (``POST /infer?file=``, written by
-the endpoint into that request's own temporary folder, :mod:`lib.endpoints`; another request's upload is refused)
+the endpoint into that request's own temporary folder, :mod:`lib.compat.endpoints`; another request's upload is refused)
 and a session's image (under the session store). An upload must be a self-contained volume (:mod:`lib.uploads`).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from lib.endpoints import request_upload
+from lib.compat.endpoints import request_upload
 from lib.errors import http_errors
 from lib.uploads import check_upload
 

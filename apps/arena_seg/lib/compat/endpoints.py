@@ -9,7 +9,7 @@ temp folder and remove them only when the request succeeded. Here, once at start
   removed when the request ends, refused or not; an uploaded image can therefore be inferred on only by the
   request that uploaded it (:func:`request_upload`);
 * form fields ``params`` / ``info`` that are not a JSON object are a 400, not a 500;
-* session uploads (``uncompress=true``) and dataset exports use the checked versions of :mod:`lib.sessions`.
+* session uploads (``uncompress=true``) and dataset exports use the checked versions of :mod:`lib.compat.sessions`.
 
 Every stock function replaced here is looked up by name first: a monailabel release that renames one fails at
 start with a message, not silently.
@@ -134,15 +134,15 @@ def install_endpoints(max_extract_bytes: int) -> None:
     import anyio
     from monailabel.app import app
 
-    import lib.sessions
+    import lib.compat.sessions as sessions
 
-    lib.sessions.MAX_EXTRACT_BYTES = max_extract_bytes
+    sessions.MAX_EXTRACT_BYTES = max_extract_bytes
     for name in _MODULES:
         module = importlib.import_module(f"monailabel.endpoints.{name}")
         if not hasattr(module, "tempfile"):
             raise RuntimeError(f"monailabel.endpoints.{name} no longer uses tempfile; review lib/endpoints.py")
         module.tempfile = _RequestTempfile()
-    lib.sessions.replace_stock()
+    sessions.replace_stock()
 
     serial = anyio.CapacityLimiter(1)
     for route in _api_routes(app.router.routes):

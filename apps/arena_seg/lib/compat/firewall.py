@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
-from lib.limits import BodyLimit, send_json
+from lib.compat.limits import BodyLimit, send_json
 from lib.names import SESSION_ID, TAGS
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """A request body limit for the whole server: stock MONAI Label writes any upload, whatever its size, to disk.
 
-Installed by :func:`lib.firewall.install_firewall`, in the server's middleware stack.
+Installed by :func:`lib.compat.firewall.install_firewall`, in the server's middleware stack.
 """
 
 from __future__ import annotations

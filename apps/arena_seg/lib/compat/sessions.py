@@ -50,7 +50,7 @@ def create_session(background_tasks: BackgroundTasks, uncompress: bool = False, 
         raise HTTPException(status_code=406, detail="sessions are not enabled on this server")
     if not files:
         raise HTTPException(status_code=400, detail="send at least one file")
-    from lib.endpoints import request_tempdir
+    from lib.compat.endpoints import request_tempdir
 
     received = tempfile.mkdtemp(prefix="session-", dir=request_tempdir())
     paths = []
