@@ -215,6 +215,8 @@ ATTACKS: list[tuple[str, Attack, int, str]] = [
     # 6. checks bypassed through the body
     ("6 train body model", lambda s, f: s.post("/train/arena", json={"model": "foundation", "max_epochs": 1}), 400,
      "model"),
+    ("6 train all: top-level body model", lambda s, f: s.post("/train/", json={"model": "foundation"}), 400,
+     "model"),
     ("6 train all: body model", lambda s, f: s.post("/train/", json={"arena": {"model": "x"}}), 400, "model"),
     ("6 batch body model", lambda s, f: s.post("/batch/infer/foundation", json={"model": "arena"}), 400, "model"),
     ("6 max_epochs 1e9", lambda s, f: s.post("/train/arena", json={"max_epochs": 10**9}), 400, "max_epochs"),
@@ -272,6 +274,7 @@ ATTACKS: list[tuple[str, Attack, int, str]] = [
         "/infer/foundation", params={"image": "phantom_000", "output": "dicom_seg"}), 400, "DICOMweb"),
     ("9 image info of an unknown image", lambda s, f: s.put("/datastore/image/info", params={"image": "nope"},
                                                             data={"info": "{}"}), 404, "datastore"),
+    ("9 unknown scoring method", lambda s, f: s.post("/scoring/nope", json={}), 404, "scoring"),
     ("9 WSI inference", lambda s, f: s.post("/infer/wsi_v2/foundation", json={}), 404, "whole-slide"),
     ("8 infer on another request's upload", lambda s, f: s.post("/infer/foundation", params={
         "image": str(_planted_upload(s))}), 404, "datastore"),

@@ -28,6 +28,7 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "monailabel.endpoints.train.run_model": ("replaced", ("model", "params", "run_sync", "enqueue")),
     "monailabel.endpoints.train.run": ("replaced", ("params", "run_sync")),
     "monailabel.endpoints.batch_infer.run": ("replaced", ("model", "images", "params", "run_sync")),
+    "monailabel.endpoints.scoring.run_method": ("replaced", ("method", "params", "run_sync")),
     "monailabel.endpoints.session.create_session": ("replaced", ("background_tasks", "uncompress", "expiry",
                                                                  "files")),
     "monailabel.endpoints.datastore.download_dataset": ("replaced", ("limit_cases",)),
@@ -112,10 +113,11 @@ def install(*, check_train: Callable[[str, dict[str, Any]], None], check_batch: 
     """Apply every patch to the running server (the server process only: it alone has endpoints)."""
     from lib.compat.endpoints import install_endpoints
     from lib.compat.firewall import install_firewall
-    from lib.compat.guards import install_batch_checks, install_train_checks
+    from lib.compat.guards import install_batch_checks, install_scoring_checks, install_train_checks
 
     check_monailabel()
     install_train_checks(check_train)
     install_batch_checks(check_batch)
+    install_scoring_checks()
     install_firewall(max_upload_mb, cors_origins, dicomweb=dicomweb)
     install_endpoints(int(max_upload_mb * 2**20))

@@ -34,6 +34,9 @@ def install_train_checks(check: Callable[[str, dict[str, Any]], None]) -> None:
     def checked_run(params: dict | None = None, run_sync: bool | None = False) -> Any:
         from monailabel.interfaces.utils.app import app_instance
 
+        if "model" in (params or {}):
+            raise HTTPException(status_code=400, detail="POST /train/ trains every trainer: leave 'model' out of "
+                                                        "the body, or use POST /train/{model}")
         for model in app_instance().info()["trainers"]:
             _same_model(model, (params or {}).get(model))
             flat = {k: v for k, v in (params or {}).items() if not isinstance(v, dict)}
@@ -61,6 +64,27 @@ def install_batch_checks(check: Callable[[str, dict[str, Any]], None]) -> None:
 
     checked_run._arena_checked = True  # type: ignore[attr-defined]
     endpoint.run = checked_run
+
+
+def install_scoring_checks() -> None:
+    """Wrap monailabel.endpoints.scoring.run_method: an unknown scoring method is a 404, not a failed task."""
+    import monailabel.endpoints.scoring as endpoint
+
+    if getattr(endpoint.run_method, "_arena_checked", False):
+        return
+    run_method = endpoint.run_method
+
+    def checked_run_method(method: str, params: dict | None = None, run_sync: bool | None = False) -> Any:
+        from monailabel.interfaces.utils.app import app_instance
+
+        known = list(app_instance().info().get("scoring") or {})
+        if method not in known:
+            raise HTTPException(status_code=404, detail=f"unknown scoring method {str(method)[:80]!r}; methods: "
+                                                        f"{', '.join(known) or 'none (this app has no scoring)'}")
+        return run_method(method, params, run_sync)
+
+    checked_run_method._arena_checked = True  # type: ignore[attr-defined]
+    endpoint.run_method = checked_run_method
 
 
 def _same_model(model: str, params: Any) -> None:
