@@ -22,10 +22,10 @@ from arena_seg.data.dicom_errors import SeriesError
 from arena_seg.data.dicom_geometry import series_geometry
 from arena_seg.data.dicom_group import dcmread, group_key, is_localizer, orientation_differs
 from arena_seg.data.dicom_multiframe import frame_headers, is_multiframe
+from arena_seg.data.orientation import lps_to_ras
 
 __all__ = ["DicomSeries", "SeriesError", "SeriesFiles", "find_dicom_series", "read_dicom_series", "series_geometry"]
 
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _NON_IMAGE_MODALITIES = {"SEG", "SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "PR", "KO", "DOC"}
 
 
@@ -197,7 +197,7 @@ def read_dicom_series(files: list[str | Path], min_slices: int = 3, require_ct: 
             del ds.PixelData
     used = list(dict.fromkeys(images[i][1] for i in slices))  # source data sets in slice order
     frames = [images[i][2] for i in slices]
-    return DicomSeries(uid=uids.pop(), array=array, affine=_LPS_TO_RAS @ lps, headers=[headers[i] for i in slices],
+    return DicomSeries(uid=uids.pop(), array=array, affine=lps_to_ras(lps), headers=[headers[i] for i in slices],
                        files=[files[images[i][1]] for i in slices], sources=[datasets[si] for si in used],
                        frames=None if all(f is None for f in frames) else frames, notes=notes)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from arena_seg.data.orientation import lps_to_ras
 from arena_seg.errors import InputError
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha", ".mhd")
@@ -83,8 +84,7 @@ def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
     affine = np.eye(4)
     affine[:3, :3] = direction * np.asarray(img.GetSpacing())
     affine[:3, 3] = img.GetOrigin()
-    lps_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0])
-    return array, lps_to_ras @ affine
+    return array, lps_to_ras(affine)
 
 
 def check_label(image: Volume, label: Volume, ids: list[int] | None = None, atol: float = 1e-3) -> np.ndarray:

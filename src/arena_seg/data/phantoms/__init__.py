@@ -18,7 +18,8 @@ Modules
 * ``constants``: label ids, organ groups, phases and tissue HU; ``generator``: :class:`Phantom`,
   :func:`make_phantom` and the seeds; ``params``: the random per-patient choices; ``canvas``: the deformed
   anatomical frame and the painting primitives; ``geometry``: splines, tubes, smooth random fields;
-  ``body``, ``bones``, ``bowel``, ``organs``: the anatomy, painted in that order; ``writer``: files on disk.
+  ``body``, ``bones``, ``bowel``, ``vessels``, ``organs``: the anatomy, painted in that order; ``writer``: files
+  on disk.
 """
 
 from __future__ import annotations
