@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .merging import LEGACY_MERGING, LegacyPatchMerging
+
 # Intensity normalisations a Preprocessing may ask for:
 #   "hu_window": clip HU to hu_window and scale linearly to 0..1 (ScaleIntensityRanged(a_min, a_max, 0, 1, clip=True))
 #   "nonzero_zscore_minmax": NormalizeIntensityd(nonzero=True) then ScaleIntensityd(minv=-1, maxv=1) (MONAI
@@ -62,11 +64,6 @@ class FoundationSpec:
         return int(self.arch["kwargs"]["out_channels"])
 
 
-# SwinUNETR `downsample` value for the patch merging of MONAI <= 1.4 ("merging" before MONAI PR #8285), which
-# checkpoints trained with older MONAI (FSEFT, CLIP-Driven, BTCV) need. Resolved in build_network.
-LEGACY_MERGING = "merging_v090"
-
-
 def build_network(arch: dict) -> nn.Module:
     """Build `monai.networks.nets.<arch["class"]>(**arch["kwargs"])` (random weights)."""
     import monai.networks.nets as nets
@@ -79,8 +76,6 @@ def build_network(arch: dict) -> nn.Module:
         raise ValueError(f"unknown network class {name!r}: arch['class'] must name a class of monai.networks.nets")
     kwargs = dict(arch.get("kwargs") or {})
     if name == "SwinUNETR" and kwargs.get("downsample") == LEGACY_MERGING:
-        from .swinunetr import LegacyPatchMerging
-
         kwargs["downsample"] = LegacyPatchMerging
     try:
         return cls(**kwargs)
