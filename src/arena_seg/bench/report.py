@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from arena_seg import files
+
 
 def write_json(path: Path, data: dict) -> None:
-    """Write atomically (tmp + rename), so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False, default=str) + "\n")
-    tmp.replace(path)
+    """Write atomically (:func:`arena_seg.files.write_json`), so a reader never sees half a file; NaN refused."""
+    files.write_json(path, data, indent=1, allow_nan=False, default=str)
 
 
 def _mean(values: list) -> float | None:

@@ -8,12 +8,13 @@ Each organ becomes one segment named with its organ and coded in SNOMED CT where
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from arena_seg.files import atomic_write
 
 __all__ = ["ORGAN_CODES", "build_segmentation", "organ_codes", "read_segmentation", "seg_left_out_reason",
            "write_segmentation"]
@@ -213,17 +214,9 @@ def _slice_spacing(headers: list) -> float:
 
 
 def write_segmentation(path: str | Path, source, mask: np.ndarray, labels: dict[str, int], **kwargs) -> Path:
-    """Build (:func:`build_segmentation`) and save the SEG atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Build (:func:`build_segmentation`) and save the SEG atomically (:func:`arena_seg.files.atomic_write`)."""
     seg = build_segmentation(source, mask, labels, **kwargs)
-    tmp = path.with_name(f".partial.{path.name}")
-    try:
-        seg.save_as(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: seg.save_as(str(tmp)))
 
 
 def read_segmentation(path: str | Path, source, value_of: Callable[[str], int | None]

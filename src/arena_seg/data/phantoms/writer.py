@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from arena_seg.files import write_json, write_nifti
 
 from .constants import PHANTOM_LABELS
 from .generator import make_phantom, phantom_seed
@@ -17,24 +18,17 @@ def write_phantoms(out: str | Path, n: int, seed: int, dicom: bool = False,
     Volume ``i`` is ``make_phantom(phantom_seed(seed, i), spacing)`` named ``f"{prefix}_{i:03d}"``.
     Returns the names.
     """
-    import nibabel as nib
-
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
-    (out / "labels.json").write_text(json.dumps(PHANTOM_LABELS, indent=2) + "\n")
+    write_json(out / "labels.json", PHANTOM_LABELS)
     names = []
     for i in range(int(n)):
         name = f"{prefix}_{i:03d}"
         ph = make_phantom(phantom_seed(seed, i), spacing=spacing, name=name)
-        for arr, sub in ((ph.image, "images"), (ph.label, "labels")):
-            nii = nib.Nifti1Image(arr, ph.affine)
-            nii.set_qform(ph.affine, code=1)
-            nii.set_sform(ph.affine, code=1)
-            nii.header.set_xyzt_units("mm")
-            if sub == "images":
-                nii.header["descrip"] = f"arena-seg phantom {ph.meta['phase']}".encode()[:79]
-            nib.save(nii, str(out / sub / f"{name}.nii.gz"))
+        write_nifti(out / "images" / f"{name}.nii.gz", ph.image, ph.affine,
+                    description=f"arena-seg phantom {ph.meta['phase']}")
+        write_nifti(out / "labels" / f"{name}.nii.gz", ph.label, ph.affine)
         if dicom:
             from arena_seg.data.dicom_write import write_dicom_series
 
