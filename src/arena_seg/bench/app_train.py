@@ -22,8 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-APP_DIR = Path(__file__).resolve().parents[3] / "apps" / "arena_seg"
-
 
 def _slicer_options(info: dict) -> dict:
     """The train options Slicer's panel sends untouched: each /info default, the first item of a list."""
@@ -32,12 +30,13 @@ def _slicer_options(info: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import nibabel as nib
     from monailabel.client import MONAILabelClient
 
-    from arena_seg.commands.serve import free_port, server_alive, write_phantom_studies
     from arena_seg.data.volumes import read_volume
+    from arena_seg.files import write_nifti_mask
     from arena_seg.organs import PHANTOM_LABELS
+    from arena_seg.resources import app_dir
+    from arena_seg.serving import free_port, server_alive, write_phantom_studies
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--organ", default="pancreas")
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
            "MONAI_LABEL_TRACKING_ENABLED": "false"}
-    cmd = [str(bin_dir / "monailabel"), "start_server", "--app", str(APP_DIR), "--studies", str(studies.resolve()),
+    cmd = [str(bin_dir / "monailabel"), "start_server", "--app", str(app_dir()), "--studies", str(studies.resolve()),
            "--host", "127.0.0.1", "--port", str(port), "--conf", "labels", args.organ,
            "--conf", "model_dir", str((out / "model").resolve())]
     with open(out / "server.log", "wb") as log:  # the child keeps its own copy of the descriptor
@@ -75,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             vol = truth[name]
             mask = (vol.array == organ_id).astype(np.uint8)
             path = out / f"{name}-label.nii.gz"
-            nib.save(nib.Nifti1Image(mask, vol.affine), str(path))
+            write_nifti_mask(path, mask, vol.affine)
             client.save_label(name, str(path), params={"label_info": [{"name": args.organ, "idx": 1}]})
         options = _slicer_options(client.info())
         start = time.perf_counter()

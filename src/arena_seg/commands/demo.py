@@ -19,25 +19,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from arena_seg.cli import main
+    from arena_seg.commands.finetune import finetune_to_folder
+    from arena_seg.commands.predict import predict_file
+    from arena_seg.data.phantoms import write_phantoms
 
     out = Path(args.out)
     data = out / "phantoms"
     if not (data / "labels.json").is_file():
-        main(["phantoms", "--out", str(data), "--n", str(args.shots + 1), "--seed", "7"])
+        _say("phantoms", "--out", data, "--n", args.shots + 1, "--seed", 7)
+        write_phantoms(data, n=args.shots + 1, seed=7)
     images = sorted((data / "images").glob("*.nii.gz"))
     labels = sorted((data / "labels").glob("*.nii.gz"))
     test = images[-1]
-    steps = [
-        ["predict", "--model", "default", "--image", str(test), "--out", str(out / "foundation_mask.nii.gz")],
-        ["finetune", "--images", *map(str, images[: args.shots]), "--labels", *map(str, labels[: args.shots]),
-         "--label", args.organ, "--epochs", str(args.epochs), "--out", str(out / "model"), "--force"],
-        ["predict", "--model", str(out / "model"), "--image", str(test), "--out", str(out / "arena_mask.nii.gz")],
-    ]
-    for step in steps:
-        print("$ arena-seg " + " ".join(step), flush=True)
-        code = main(step)
-        if code:
-            return code
+    _say("predict", "--model", "default", "--image", test, "--out", out / "foundation_mask.nii.gz")
+    predict_file(test, out / "foundation_mask.nii.gz", model="default")
+    train_images, train_labels = [str(p) for p in images[: args.shots]], [str(p) for p in labels[: args.shots]]
+    _say("finetune", "--images", *train_images, "--labels", *train_labels, "--label", args.organ,
+         "--epochs", args.epochs, "--out", out / "model", "--force")
+    finetune_to_folder(train_images, train_labels, [args.organ], out / "model", FinetuneConfig(epochs=args.epochs),
+                       force=True)
+    _say("predict", "--model", out / "model", "--image", test, "--out", out / "arena_mask.nii.gz")
+    predict_file(test, out / "arena_mask.nii.gz", model=str(out / "model"))
     print(f"done: masks in {out}; open {test} with them in 3D Slicer or ITK-SNAP")
     return 0
+
+
+def _say(*step: object) -> None:
+    """Print the command line that does the same step, so the user can repeat or vary it."""
+    print("$ arena-seg " + " ".join(map(str, step)), flush=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,10 +20,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from arena_seg.commands.common import pair_volumes, parse_organs
+    from arena_seg.data.pairing import pair_volumes, parse_organs
+    from arena_seg.devices import resolve_device
     from arena_seg.errors import InputError
+    from arena_seg.files import write_json
     from arena_seg.inference.loading import load_model
-    from arena_seg.training.engine import pick_device
     from arena_seg.training.evaluate import evaluate
 
     model, spec = load_model(args.model, args.checkpoint)
@@ -38,12 +38,11 @@ def run(args: argparse.Namespace) -> int:
     names = sorted(spec.labels, key=spec.labels.get)
     # every channel of the network stays in play; only the requested organs' file ids are scored
     label_map = {organs[n]: spec.labels[n] for n in organs}
-    scores = evaluate(model.to(pick_device(args.device)), spec.preprocessing, pairs, label_map, names,
-                      pick_device(args.device))
+    device = resolve_device(args.device)
+    scores = evaluate(model.to(device), spec.preprocessing, pairs, label_map, names, device)
     scores = {n: scores[n] for n in organs}
     for name, dice in scores.items():
         print(f"{name}\t{dice:.4f}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"model": args.model, "volumes": [p["id"] for p in pairs], "dice": scores}, fh, indent=2)
+        write_json(args.json, {"model": args.model, "volumes": [p["id"] for p in pairs], "dice": scores})
     return 0

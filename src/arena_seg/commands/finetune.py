@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import random
+from pathlib import Path
 
 from arena_seg.errors import InputError
 from arena_seg.training.config import FinetuneConfig
@@ -39,39 +40,53 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from arena_seg.commands.common import pair_volumes, parse_organs, staged_output
-    from arena_seg.data.volumes import check_label, read_volume
-    from arena_seg.inference.loading import load_model
-    from arena_seg.training.engine import finetune
-    from arena_seg.training.outputs import save_run
-
     config = FinetuneConfig(method=args.method, rank=args.rank, lam=args.lam, epochs=args.epochs, lr=args.lr,
                             gate_lr_mult=args.gate_lr_mult, prox=args.prox,
                             num_samples=args.num_samples, seed=args.seed, device=args.device,
                             targets=tuple(args.targets) if args.targets else None)
-    organs = parse_organs(args.label, args.labels)
-    pairs = pair_volumes(args.images, args.labels)
+    finetune_to_folder(args.images, args.labels, args.label, args.out, config, model=args.model,
+                       checkpoint=args.checkpoint, val=args.val, force=args.force)
+    return 0
+
+
+def finetune_to_folder(images: list[str], labels: list[str], organ_specs: list[str], out: str | Path,
+                       config: FinetuneConfig, *, model: str = "default", checkpoint: str | None = None,
+                       val: int = 0, force: bool = False) -> dict:
+    """Fine-tune ``model`` on the image/label files for the ``NAME[=ID]`` organs; write the run folder ``out``.
+
+    Every file is checked before anything is trained; ``out`` appears only when the run ends well. Returns the
+    run's manifest.
+    """
+    from arena_seg.data.pairing import pair_volumes, parse_organs
+    from arena_seg.data.volumes import check_label, read_volume
+    from arena_seg.files import staged_output
+    from arena_seg.inference.loading import load_model
+    from arena_seg.training.engine import finetune
+    from arena_seg.training.outputs import save_run
+
+    organs = parse_organs(organ_specs, labels)
+    pairs = pair_volumes(images, labels)
     for pair in pairs:  # every file is checked before anything is trained or written
         check_label(read_volume(pair["image"]), read_volume(pair["label"], "label"), list(organs.values()))
-    if not 0 <= args.val < len(pairs):
-        raise InputError(f"--val {args.val}: keep at least one of the {len(pairs)} volumes for training")
+    if not 0 <= val < len(pairs):
+        raise InputError(f"--val {val}: keep at least one of the {len(pairs)} volumes for training")
     order = list(range(len(pairs)))
-    random.Random(args.seed).shuffle(order)
-    val = [pairs[i] for i in order[: args.val]]
-    train = [pairs[i] for i in sorted(order[args.val:])]
-    model, spec = load_model(args.model, args.checkpoint)
+    random.Random(config.seed).shuffle(order)
+    held_out = [pairs[i] for i in order[:val]]
+    train = [pairs[i] for i in sorted(order[val:])]
+    network, spec = load_model(model, checkpoint)
 
-    with staged_output(args.out, force=args.force) as stage:
+    with staged_output(out, force=force) as stage:
         bar = ProgressBar(config.epochs)
-        result = finetune(model, spec, organs, train, val, config, progress=bar.update_from,
+        result = finetune(network, spec, organs, train, held_out, config, progress=bar.update_from,
                           log_dir=str(stage / "tensorboard"))
         bar.close()
-        manifest = save_run(stage, result, spec, config, [p["id"] for p in train], [p["id"] for p in val])
+        manifest = save_run(stage, result, spec, config, [p["id"] for p in train], [p["id"] for p in held_out])
     ranks = manifest["effective_ranks"]
     summary = f"mean effective rank {sum(ranks.values()) / len(ranks):.1f} over {len(ranks)} layers; " if ranks else ""
-    print(f"wrote {args.out}: {summary}trainable parameters {result.params_start} -> {result.params_end}; "
+    print(f"wrote {out}: {summary}trainable parameters {result.params_start} -> {result.params_end}; "
           f"{result.epochs_run} epochs in {result.seconds:.0f} s")
-    return 0
+    return manifest
 
 
 class ProgressBar:

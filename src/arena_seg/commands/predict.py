@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from arena_seg.errors import InputError
 
@@ -19,21 +20,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    predict_file(args.image, args.out, model=args.model, checkpoint=args.checkpoint, device=args.device)
+    return 0
+
+
+def predict_file(image_path: str | Path, out: str | Path, *, model: str = "default", checkpoint: str | None = None,
+                 device: str = "auto") -> Path:
+    """Segment ``image_path`` with ``model`` into the NIfTI mask ``out`` (label map beside it); returns ``out``."""
     from arena_seg.data.volumes import read_volume
     from arena_seg.inference.loading import load_model
     from arena_seg.inference.predictor import Predictor, write_mask
 
-    if not args.out.endswith(".nii.gz"):
-        raise InputError(f"--out {args.out}: the mask is written as NIfTI; end the name with .nii.gz")
-    image = read_volume(args.image)  # fails early, with one line, on a missing, corrupt or non-3-D file
-    model, spec = load_model(args.model, args.checkpoint)
+    if not str(out).endswith(".nii.gz"):
+        raise InputError(f"--out {out}: the mask is written as NIfTI; end the name with .nii.gz")
+    image = read_volume(image_path)  # fails early, with one line, on a missing, corrupt or non-3-D file
+    network, spec = load_model(model, checkpoint)
     start = time.perf_counter()
-    predictor = Predictor(model, spec, device=args.device)
+    predictor = Predictor(network, spec, device=device)
     mask = predictor.predict_array(image.array, image.affine)
     if mask.shape != image.shape:
         raise RuntimeError(f"mask shape {mask.shape} differs from image shape {image.shape}")
-    out, labels = write_mask(mask, image.affine, args.out, predictor.labels)
+    written, labels = write_mask(mask, image.affine, out, predictor.labels)
     found = {name: int((mask == i).sum()) for name, i in predictor.labels.items()}
-    print(f"wrote {out} and {labels} in {time.perf_counter() - start:.1f} s; voxels: "
+    print(f"wrote {written} and {labels} in {time.perf_counter() - start:.1f} s; voxels: "
           + ", ".join(f"{k} {v}" for k, v in found.items()))
-    return 0
+    return Path(out)

@@ -37,9 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from arena_seg.commands.common import pair_volumes, parse_organs, staged_output
     from arena_seg.commands.finetune import ProgressBar
+    from arena_seg.data.pairing import pair_volumes, parse_organs
     from arena_seg.data.volumes import check_label, read_volume
+    from arena_seg.files import staged_output
     from arena_seg.models.registry import build_network, get_spec, save_network
     from arena_seg.training.config import FinetuneConfig
     from arena_seg.training.engine import finetune

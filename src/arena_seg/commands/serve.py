@@ -12,17 +12,17 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from arena_seg.errors import InputError
+from arena_seg.resources import app_dir
+from arena_seg.serving import PHANTOM_MARKER, free_port, server_alive, study_volumes, write_phantom_studies
 
-PHANTOM_MARKER = ".arena-seg-phantoms"
+# free_port and server_alive are imported from here by the app's tests
+__all__ = ["DEMO_ORGAN", "PHANTOM_MARKER", "add_parser", "free_port", "run", "server_alive", "server_command",
+           "write_phantom_studies"]
+
 DEMO_ORGAN = "gallbladder"
-
-
-def _default_app() -> Path:
-    return Path(__file__).resolve().parents[3] / "apps" / "arena_seg"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,57 +34,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="app option, repeatable (see the --conf table in the README), e.g. --conf labels pancreas")
-    p.add_argument("--app", default=str(_default_app()), help="MONAI Label app folder (default apps/arena_seg)")
+    p.add_argument("--app", default=str(app_dir()),
+                   help="MONAI Label app folder (default: the app installed with arena-seg, apps/arena_seg)")
     p.add_argument("--phantoms", type=int, default=6, help="phantom studies written when there are none (default 6)")
     p.add_argument("--phantom-spacing", type=float, default=3.0, help="their voxel size in mm (default 3)")
     p.set_defaults(func=run)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on now (for test and benchmark servers)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def server_alive(url: str, timeout: float = 10) -> bool:
-    """Whether a MONAI Label server answers GET /info/ at ``url``."""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{url}/info/", timeout=timeout) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def _volumes(folder: Path) -> list[Path]:
-    from arena_seg.data.volumes import VOLUME_SUFFIXES
-
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(VOLUME_SUFFIXES))
-
-
-def write_phantom_studies(studies: Path, n: int, spacing: float, seed: int = 7) -> list[str]:
-    """Write ``n`` phantom CT images into ``studies`` and their labels into ``<studies>-truth/``."""
-    from arena_seg.data.phantoms import write_phantoms
-
-    if n < 1 or spacing <= 0:
-        raise InputError("--phantoms must be ≥ 1 and --phantom-spacing > 0")
-    studies.mkdir(parents=True, exist_ok=True)
-    truth = studies.with_name(studies.name + "-truth")
-    with tempfile.TemporaryDirectory(dir=studies.parent) as tmp:
-        names = write_phantoms(tmp, n=n, seed=seed, spacing=(spacing, spacing, spacing))
-        for name in names:
-            shutil.move(str(Path(tmp) / "images" / f"{name}.nii.gz"), studies / f"{name}.nii.gz")
-        shutil.rmtree(truth, ignore_errors=True)
-        shutil.move(str(Path(tmp) / "labels"), truth)
-        shutil.move(str(Path(tmp) / "labels.json"), truth / "labels.json")
-    (studies / PHANTOM_MARKER).write_text(f"phantoms written by arena-seg serve; truth labels in {truth}\n")
-    return names
 
 
 def server_command(args: argparse.Namespace, studies: Path) -> tuple[list[str], dict[str, str]]:
@@ -116,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port}: give 1..65535")
     studies = Path(args.studies)
-    if not _volumes(studies):
+    if not study_volumes(studies):
         print(f"no studies in {studies}: writing {args.phantoms} phantom CT volumes there "
               f"({args.phantom_spacing:g} mm)...", flush=True)
         write_phantom_studies(studies, args.phantoms, args.phantom_spacing)

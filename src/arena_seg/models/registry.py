@@ -8,6 +8,8 @@ from pathlib import Path
 
 from torch import nn
 
+from arena_seg.resources import sample_model_dir
+
 from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_network, save_network
 from .labels import DEFAULT_LABELS
 from .spec import FoundationSpec, Preprocessing, build_network, replace_head
@@ -32,11 +34,11 @@ DEFAULT_MODEL_ENV = "ARENA_SEG_DEFAULT_MODEL"
 
 
 def default_model_dir() -> Path:
-    """Folder of the embedded default model: $ARENA_SEG_DEFAULT_MODEL, else <repo>/sample-data/default."""
+    """Folder of the embedded default model: $ARENA_SEG_DEFAULT_MODEL, else the one installed with arena-seg."""
     env = os.environ.get(DEFAULT_MODEL_ENV)
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[3] / "sample-data" / "default"
+    return sample_model_dir()
 
 
 DEFAULT_SPEC = FoundationSpec(
