@@ -24,6 +24,7 @@ from lib.errors import http_errors
 from lib.models import ModelCache
 from lib.names import check_tag
 from lib.requests import resolve_image
+from lib.strategies.random_sample import RandomSample
 from lib.versions import VersionStore
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
@@ -33,7 +34,6 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.tasks.activelearning.first import First
-from monailabel.tasks.activelearning.random import Random
 
 import arena_seg
 
@@ -72,7 +72,7 @@ class ArenaSegApp(MONAILabelApp):
         return {name: t for name, config in self.configs.items() if (t := config.trainer())}
 
     def init_strategies(self) -> dict[str, Strategy]:
-        return {"random": Random(), "first": First(), **self.configs["arena"].strategy()}
+        return {"random": RandomSample(), "first": First(), **self.configs["arena"].strategy()}
 
     def init_batch_infer(self) -> ArenaBatchInfer:
         return ArenaBatchInfer(self.models, self.arena_conf.arena_dir.parent / "batch")

@@ -364,6 +364,11 @@ def test_legitimate_use_still_works_and_leaves_no_temp_files(server, files):
     names = zipfile.ZipFile(io.BytesIO(export.content)).namelist()
     assert "images/phantom_000.nii.gz" in names and "labels/phantom_000.nii.gz" in names
     assert not any("victim" in n or "secret" in n for n in names)
+    # an image that leads outside is never listed, nor offered by Next Sample
+    assert "linked" not in json.dumps(server.get("/datastore/", params={"output": "all"}).json())
+    for _ in range(3):
+        sample = server.post("/activelearning/random", json={})
+        assert sample.status_code == 200 and sample.json()["id"] in IMAGES, sample.text
     # re-uploading a labelled image on another grid would leave its label off the grid: refused, label kept
     img = nib.load(str(server.studies / "phantom_000.nii.gz"))
     other = nifti(np.asarray(img.dataobj)[:, :, :-4], img.affine, server.root / "tmp-upload" / "other.nii.gz")

@@ -166,6 +166,15 @@ class ArenaDatastore(OrganLabels, AtomicStore, LocalDatastore):
         self._require_image(image_id)
         super().remove_image(image_id)
 
+    def _list_files(self, path: str, patterns: Any) -> dict[str, str]:
+        """Stock scan of the studies (and label) folders, without entries that lead outside the studies folder
+        (symlinks): they are never listed, offered by Next Sample, trained on or served."""
+        found = super()._list_files(path, patterns)
+        kept = {k: f for k, f in found.items() if inside(os.path.join(path, f), self._datastore_path)}
+        for name in sorted(set(found) - set(kept)):
+            logger.warning("ignoring %s in %s: it leads outside the studies folder (a symlink?)", name, path)
+        return kept
+
     def _confined(self, uri: str) -> str:
         """``uri`` when it lies inside the studies folder; "" (not found) for a symlink that leads outside."""
         if uri and not inside(uri, self._datastore_path):

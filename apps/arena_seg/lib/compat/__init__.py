@@ -42,6 +42,7 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "monailabel.app.app": ("extended", None),  # its middleware stack is rebuilt, its routes run in threads
     "monailabel.datastore.local.LocalDatastore._to_id": ("extended", ("self", "file")),
     "monailabel.datastore.local.LocalDatastore._filename": ("extended", ("self", "id", "ext")),
+    "monailabel.datastore.local.LocalDatastore._list_files": ("extended", ("self", "path", "patterns")),
     "monailabel.datastore.local.LocalDatastore._update_datastore_file": ("extended", ("self", "lock")),
     "monailabel.datastore.local.LocalDatastore.get_image_uri": ("extended", ("self", "image_id")),
     "monailabel.datastore.local.LocalDatastore.get_label_uri": ("extended", ("self", "label_id", "label_tag")),
