@@ -8,7 +8,9 @@ from arena_seg.adapters import ArenaConfig, lora_config
 
 def test_defaults():
     c = ArenaConfig()
-    assert (c.rank, c.lam, c.alpha, c.gate_init, c.prox) == (32, 1e-3, 32.0, 1.0, "lr")
+    assert (c.rank, c.lam, c.alpha, c.gate_init, c.prox) == (16, 0.5, None, 1.0, "lr")
+    assert (c.gate_lr_mult, c.gate_optimizer, c.lam_warmup, c.lam_ramp, c.min_rank, c.refit) == (
+        10.0, "adamw", 0.0, 0.0, 0, 0.0)
     assert c.targets == (r"qkv$",) and c.trainable == ()
     assert c.scale == 1.0
     assert ArenaConfig(rank=8, alpha=16).scale == 2.0
@@ -25,7 +27,15 @@ def test_defaults():
         ({"lam": math.nan}, "lam"),
         ({"alpha": 0.0}, "alpha"),
         ({"gate_init": 0.0}, "gate_init"),
-        ({"prox": "adam"}, "prox"),
+        ({"prox": "adamw"}, "prox"),
+        ({"prox": "adam", "gate_optimizer": "sgd"}, "adam"),
+        ({"gate_optimizer": "lion"}, "gate_optimizer"),
+        ({"gate_lr_mult": 0.0}, "gate_lr_mult"),
+        ({"lam_warmup": 1.0}, "lam_warmup"),
+        ({"refit": -0.1}, "refit"),
+        ({"lam_warmup": 0.5, "lam_ramp": 0.3, "refit": 0.2}, "leave some steps"),
+        ({"min_rank": -1}, "min_rank"),
+        ({"min_rank": 1.5}, "min_rank"),
         ({"targets": ()}, "targets"),
         ({"targets": ("qkv(",)}, "invalid regex"),
         ({"targets": (3,)}, "targets"),

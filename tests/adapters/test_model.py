@@ -68,7 +68,7 @@ def swin():
 
 def test_swin_unetr_qkv(swin):
     model, x = copy.deepcopy(swin[0]), swin[1]
-    _check_network(model, x, ArenaConfig(rank=4), {ArenaLinear: 4})
+    _check_network(model, x, ArenaConfig(rank=4, alpha=32), {ArenaLinear: 4})  # scale 8: a visible update
 
 
 def test_swin_unetr_proj_mlp(swin):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from arena_seg import adapters
-from arena_seg.bench.peers import peer_method, target_names
+from arena_seg.bench.peers import PeerMethod, target_names
 from arena_seg.inference.loading import load_model
-from arena_seg.training import methods
 from arena_seg.training.config import FinetuneConfig
 from arena_seg.training.engine import finetune
 
@@ -27,10 +26,8 @@ def test_peer_trains_through_the_engine_on_the_same_layers(phantom_dir, tiny_net
     wrapped = target_names(model, targets)
     support = _support(phantom_dir, 1)
     config = FinetuneConfig(method="lora", rank=4, epochs=2, num_samples=1, device="cpu", targets=targets)
-    original = methods.prepare
-    with peer_method(kind, 4, total_steps=config.epochs * len(support)) as state:
-        result = finetune(model, spec, {"gallbladder": 8}, support, None, config)
-    assert methods.prepare is original  # the engine is back to its own methods
+    state = PeerMethod(kind, 4, total_steps=config.epochs * len(support))
+    result = finetune(model, spec, {"gallbladder": 8}, support, None, config, method=state)
     assert state.layers == wrapped == result.adapted_layers and len(wrapped) == (4 if kind == "peft-adalora" else 14)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert {n for n in trainable if not n.startswith(spec.head)} == {
@@ -52,5 +49,5 @@ def test_peer_refuses_layers_peft_cannot_wrap(unet_dir):
     from arena_seg.bench.peers import UnsupportedLayersError
 
     model, spec = load_model(str(unet_dir))  # its targets include ConvTranspose3d, which peft's LoRA lacks
-    with peer_method("peft-lora", 2, total_steps=1), pytest.raises(UnsupportedLayersError, match="ConvTranspose3d"):
-        methods.prepare(model, "lora", spec.head, spec.targets, 2)
+    with pytest.raises(UnsupportedLayersError, match="ConvTranspose3d"):
+        PeerMethod("peft-lora", 2, total_steps=1).prepare(model, spec.head, spec.targets)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from arena_seg.adapters import ArenaConfig
 from arena_seg.errors import InputError
 from arena_seg.training import methods
 from arena_seg.training.config import FinetuneConfig
@@ -47,18 +48,20 @@ def test_methods_train_the_right_parameters():
     }
     for method, names in expect.items():
         model = _Net()
-        wrapped = methods.prepare(model, method, "head", (r"qkv$",), rank=3)
+        wrapped = methods.build(method, ArenaConfig(rank=3)).prepare(model, "head", (r"qkv$",))
         assert _trainable(model) == names, method
         assert wrapped == (["qkv"] if method == "arena" else [])
 
 
 def test_gates_get_their_own_group_without_weight_decay():
     model = _Net()
-    methods.prepare(model, "arena", "head", (r"qkv$",), rank=3)
-    groups = methods.parameter_groups(model, lr=0.1, weight_decay=0.01)
+    method = methods.build("arena", ArenaConfig(rank=3, gate_lr_mult=10.0))
+    method.prepare(model, "head", (r"qkv$",))
+    groups = method.param_groups(model, lr=0.1, weight_decay=0.01)
     by_name = {g["name"]: g for g in groups}
     assert by_name["gates"]["weight_decay"] == 0.0 and len(by_name["gates"]["params"]) == 1
-    assert by_name["weights"]["weight_decay"] == 0.01
+    assert by_name["gates"]["lr"] == pytest.approx(1.0)
+    assert by_name["weights"]["weight_decay"] == 0.01 and by_name["weights"]["lr"] == 0.1
 
 
 def test_config_names_every_bad_field():

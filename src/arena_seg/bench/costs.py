@@ -14,9 +14,10 @@ from monai.losses import DiceCELoss
 from torch import nn
 
 from arena_seg import adapters
+from arena_seg.adapters import ArenaConfig
 from arena_seg.training import methods
 
-from .peers import peer_method
+from .peers import PeerMethod
 
 #: short names of the networks the cost benchmark knows -> registry spec
 NETWORKS = {"default": "default", "swinunetr48": "fseft-swinunetr"}
@@ -71,12 +72,14 @@ def network_def(ref: str) -> NetworkDef:
 def prepare(net: NetworkDef, config: str, rank: int, model: nn.Module | None = None) -> nn.Module:
     """A model set up for training config ``full`` | ``lora`` (ARENA code, λ = 0) | ``arena`` | ``peft-lora``."""
     model = model if model is not None else net.build()
-    if config == "peft-lora":
-        with peer_method("peft-lora", rank, total_steps=1):
-            methods.prepare(model, "lora", net.head, net.targets, rank)
-    else:
-        methods.prepare(model, config, net.head, net.targets, rank, lam=1.0)
+    method = PeerMethod("peft-lora", rank, total_steps=1) if config == "peft-lora" else _method(config, rank)
+    method.prepare(model, net.head, net.targets)
     return model
+
+
+def _method(config: str, rank: int) -> methods.Method:
+    # the speed benchmark's own settings (lr 2e-3, λ 1, gates at the weights' lr), fixed so timings stay comparable
+    return methods.build(config, ArenaConfig(rank=rank, lam=1.0, gate_lr_mult=1.0))
 
 
 @dataclass
@@ -90,8 +93,10 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.model.to(self.device).train()
-        self.optimizer = torch.optim.AdamW(methods.parameter_groups(self.model, 2e-3, 1e-4))
-        self.gates = next((g for g in self.optimizer.param_groups if g.get("name") == "gates"), None)
+        # ARENA's grouping applies to any model (no gates: one group), so every config steps the same optimizer
+        self.method = _method("arena", 1)
+        self.optimizers = self.method.optimizers(self.model, 2e-3, 1e-4)
+        self.optimizer = self.optimizers[0]
         self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
 
@@ -102,8 +107,7 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if self.gates is not None:
-            adapters.proximal_step(self.model, lr=self.gates["lr"])
+        self.method.after_step(self.model, self.optimizers, 0, 1)
 
 
 def batch(out_channels: int, size: tuple[int, int, int], n: int, device: torch.device) -> tuple[torch.Tensor, ...]:

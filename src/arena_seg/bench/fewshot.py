@@ -7,7 +7,6 @@ every run, so an interrupted benchmark keeps what it finished.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import os
@@ -27,7 +26,7 @@ from arena_seg.training.config import FinetuneConfig
 from arena_seg.training.engine import finetune, pick_device
 from arena_seg.training.evaluate import evaluate
 
-from .peers import UnsupportedLayersError, peer_method, peft_available, peft_version
+from .peers import PeerMethod, UnsupportedLayersError, peft_available, peft_version
 from .protocol import MethodSpec, Preset, draw_support, organ_groups
 from .tracking import GateRecorder, MemoryPeak
 
@@ -80,13 +79,13 @@ def run_one(base: nn.Module, spec: FoundationSpec, data: FewshotData, support: l
                             lam=preset.lam, lr=preset.lr, epochs=preset.epochs, num_samples=preset.num_samples,
                             seed=seed, device=str(device))
     recorder = GateRecorder(model, full=trace)
-    peer = (peer_method(method.method, method.rank or 16, total_steps=preset.epochs * len(support))
-            if method.is_peer else contextlib.nullcontext())
-    with MemoryPeak(device) as memory, peer as state:
-        result = finetune(model, spec, data.organs, support, None, config, progress=recorder)
+    peer = (PeerMethod(method.method, method.rank or 16, total_steps=preset.epochs * len(support))
+            if method.is_peer else None)
+    with MemoryPeak(device) as memory:
+        result = finetune(model, spec, data.organs, support, None, config, progress=recorder, method=peer)
     ranks, params_end = result.ranks, result.params_end
-    if state is not None:
-        ranks, params_end = state.effective_ranks(model), state.effective_parameters(model, result.params_end)
+    if peer is not None:
+        ranks, params_end = peer.effective_ranks(model), peer.effective_parameters(model, result.params_end)
     names = list(data.organs)
     label_map = {file_id: i + 1 for i, file_id in enumerate(data.organs.values())}
     t0 = time.perf_counter()

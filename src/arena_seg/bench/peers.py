@@ -1,26 +1,24 @@
 """External peers from HF peft (LoRA, AdaLoRA) on the fine-tuning engine's code path.
 
-The engine sets a method up with ``arena_seg.training.methods.prepare``; :func:`peer_method` swaps that function
-for one that injects peft adapters into the very layers ARENA would wrap (peft ``target_modules`` = the exact
-module names our ``targets`` regexes select), freezes the rest and keeps the head trainable, so data, loss,
-optimizer, schedule and evaluation are the engine's. AdaLoRA's ``update_and_allocate`` runs after every optimizer
-step (a global optimizer step hook), and its orthogonal regulariser (which peft adds only to a ``.loss``
-attribute our networks do not have) is added to the gradients just before each step, which is the same update.
+A peer is a :class:`arena_seg.training.methods.Method` the engine is handed (``finetune(..., method=peer)``): it
+injects peft adapters into the very layers ARENA would wrap (peft ``target_modules`` = the exact module names our
+``targets`` regexes select), freezes the rest and keeps the head trainable, so data, loss, optimizer, schedule and
+evaluation are the engine's. AdaLoRA's ``update_and_allocate`` runs after every optimizer step, and its orthogonal
+regulariser (which peft adds only to a ``.loss`` attribute our networks do not have) is added to the gradients
+just before each step, which is the same update.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from arena_seg.adapters.layers import WRAPPERS
-from arena_seg.training import methods
+from arena_seg.training.methods import Method
 
 PEERS = ("peft-lora", "peft-adalora")
 ADAPTER_NAME = "default"
@@ -55,15 +53,54 @@ def target_names(model: nn.Module, targets: Sequence[str]) -> list[str]:
             and getattr(module, "groups", 1) == 1]
 
 
-@dataclass
-class PeerState:
-    """What a peer run leaves behind besides the model: peft's tuner (AdaLoRA) and the adapted layer names."""
+class PeerMethod(Method):
+    """peft ``kind`` (``peft-lora`` | ``peft-adalora``) at ``rank``; ``total_steps`` (optimizer steps of the run)
+    sets AdaLoRA's budget schedule. After ``prepare``, ``layers`` names the adapted layers and ``tuner`` holds
+    peft's AdaLoRA model."""
 
-    kind: str
-    rank: int
-    layers: list[str] = field(default_factory=list)
-    tuner: Any = None
-    step: int = 0
+    def __init__(self, kind: str, rank: int, total_steps: int) -> None:
+        if kind not in PEERS:
+            raise ValueError(f"unknown peer {kind!r}; choose one of {', '.join(PEERS)}")
+        if not peft_available():
+            raise ImportError("the peft peers need HF peft: pip install -r requirements-bench.txt")
+        self.name, self.kind, self.rank, self.total_steps = kind, kind, rank, total_steps
+        self.layers: list[str] = []
+        self.tuner: Any = None
+        self.step = 0
+
+    def prepare(self, model: nn.Module, head: str, targets: Sequence[str]) -> list[str]:
+        from peft import AdaLoraModel, LoraConfig, inject_adapter_in_model
+
+        names = target_names(model, targets)
+        if not names:
+            raise ValueError(f"no Linear/Conv3d/ConvTranspose3d module matches targets {list(targets)}")
+        odd = sorted({type(model.get_submodule(n)).__name__ for n in names
+                      if not isinstance(model.get_submodule(n), SUPPORTED[self.kind])})
+        if odd:
+            raise UnsupportedLayersError(f"{self.kind} cannot adapt {', '.join(odd)} layers, which ARENA adapts here")
+        if self.kind == "peft-lora":
+            config = LoraConfig(r=self.rank, lora_alpha=float(self.rank), lora_dropout=0.0, target_modules=names,
+                                bias="none")
+            inject_adapter_in_model(config, model, adapter_name=ADAPTER_NAME)
+        else:
+            self.tuner = AdaLoraModel(model, _adalora_config(names, self.rank, self.total_steps), ADAPTER_NAME)
+        for pname, param in model.named_parameters():  # peft froze all but its factors; the head trains too
+            param.requires_grad_(".lora_" in pname or pname.startswith(f"{head}."))
+        self.layers = names
+        return names
+
+    def before_step(self, model: nn.Module, optimizers: list[torch.optim.Optimizer]) -> None:
+        if self.tuner is not None:
+            _orthogonal_regularisation(self.tuner.model, self.tuner.peft_config[ADAPTER_NAME].orth_reg_weight)
+
+    def after_step(self, model: nn.Module, optimizers: list[torch.optim.Optimizer], step: int, total: int) -> None:
+        if self.tuner is not None:
+            # after optimizer.step and before the next zero_grad, as peft's docs require
+            self.tuner.update_and_allocate(self.step)
+            self.step += 1
+
+    def ranks(self, model: nn.Module) -> dict[str, int]:
+        return self.effective_ranks(model)
 
     def effective_ranks(self, model: nn.Module) -> dict[str, int]:
         """Non-zero singular values per layer (AdaLoRA), or the fixed rank (LoRA)."""
@@ -98,32 +135,6 @@ def _adalora_config(names: list[str], rank: int, total_steps: int):
                          target_modules=names, total_step=total, tinit=tinit, tfinal=tfinal, deltaT=1)
 
 
-def _make_prepare(state: PeerState, total_steps: int):
-    def prepare(model: nn.Module, method: str, head: str, targets: Sequence[str], rank: int = 16, lam: float = 0.0,
-                alpha: float | None = None, gate_init: float = 1.0, prox: str = "lr") -> list[str]:
-        from peft import AdaLoraModel, LoraConfig, inject_adapter_in_model
-
-        names = target_names(model, targets)
-        if not names:
-            raise ValueError(f"no Linear/Conv3d/ConvTranspose3d module matches targets {list(targets)}")
-        odd = sorted({type(model.get_submodule(n)).__name__ for n in names
-                      if not isinstance(model.get_submodule(n), SUPPORTED[state.kind])})
-        if odd:
-            raise UnsupportedLayersError(f"{state.kind} cannot adapt {', '.join(odd)} layers, which ARENA adapts here")
-        if state.kind == "peft-lora":
-            config = LoraConfig(r=state.rank, lora_alpha=float(alpha or state.rank), lora_dropout=0.0,
-                                target_modules=names, bias="none")
-            inject_adapter_in_model(config, model, adapter_name=ADAPTER_NAME)
-        else:
-            state.tuner = AdaLoraModel(model, _adalora_config(names, state.rank, total_steps), ADAPTER_NAME)
-        for pname, param in model.named_parameters():  # peft froze all but its factors; the head trains too
-            param.requires_grad_(".lora_" in pname or pname.startswith(f"{head}."))
-        state.layers = names
-        return names
-
-    return prepare
-
-
 def _orthogonal_regularisation(model: nn.Module, weight: float) -> None:
     """Accumulate the gradient of peft's AdaLoRA orthogonality penalty (mean ||P P^T - I||_F) into ``.grad``."""
     if weight <= 0:
@@ -137,41 +148,3 @@ def _orthogonal_regularisation(model: nn.Module, weight: float) -> None:
                 terms.append(torch.linalg.matrix_norm(cov - eye))
         if terms:
             (weight * torch.stack(terms).mean()).backward()
-
-
-@contextlib.contextmanager
-def peer_method(kind: str, rank: int, total_steps: int) -> Iterator[PeerState]:
-    """While open, the engine prepares models with peft ``kind`` (``peft-lora`` | ``peft-adalora``) at ``rank``.
-
-    ``total_steps`` (optimizer steps of the run) sets AdaLoRA's budget schedule. Pass the config's method as
-    ``lora`` (any valid name: the swapped ``prepare`` ignores it).
-    """
-    if kind not in PEERS:
-        raise ValueError(f"unknown peer {kind!r}; choose one of {', '.join(PEERS)}")
-    if not peft_available():
-        raise ImportError("the peft peers need HF peft: pip install -r requirements-bench.txt")
-    state = PeerState(kind=kind, rank=rank)
-    original = methods.prepare
-    methods.prepare = _make_prepare(state, total_steps)
-    handles = []
-    if kind == "peft-adalora":
-        from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
-
-        def before_step(optimizer, args, kwargs) -> None:
-            if state.tuner is not None:
-                cfg = state.tuner.peft_config[ADAPTER_NAME]
-                _orthogonal_regularisation(state.tuner.model, cfg.orth_reg_weight)
-
-        def after_step(optimizer, args, kwargs) -> None:
-            if state.tuner is not None:
-                # after optimizer.step and before the next zero_grad, as peft's docs require
-                state.tuner.update_and_allocate(state.step)
-                state.step += 1
-
-        handles = [register_optimizer_step_pre_hook(before_step), register_optimizer_step_post_hook(after_step)]
-    try:
-        yield state
-    finally:
-        methods.prepare = original
-        for handle in handles:
-            handle.remove()

@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import dataclasses
+from dataclasses import InitVar, dataclass, field
+from typing import Any
 
+from arena_seg.adapters import ArenaConfig
 from arena_seg.errors import InputError
 from arena_seg.training.methods import METHODS
+
+#: ARENA options a FinetuneConfig takes and shows flat (``FinetuneConfig(rank=8).rank``); they live in ``.arena``,
+#: whose defaults (``ArenaConfig``) are the only ones. ``targets`` stays a training field (None: the network's).
+ARENA_OPTIONS = tuple(f.name for f in dataclasses.fields(ArenaConfig) if f.name not in ("targets", "trainable"))
 
 
 @dataclass
 class FinetuneConfig:
-    """How to fine-tune; every field has the default the CLI, the server and the benchmarks share."""
+    """How to fine-tune; every field has the default the CLI, the server and the benchmarks share.
+
+    The ARENA hyper-parameters (rank, λ, alpha, gate_init, prox, gate_lr_mult, gate_optimizer, lam_warmup,
+    lam_ramp, min_rank, refit) are an ``ArenaConfig`` in ``arena``; they may also be given and read flat.
+    """
 
     method: str = "arena"  #: arena | lora | full | linear | bitfit
-    rank: int = 16  #: initial rank of every adapted layer (ARENA prunes it per layer)
-    lam: float = 0.5  #: l1 weight λ on the gates; the proximal threshold per step is gate lr·λ (see below)
-    alpha: float | None = None  #: update scale = alpha / rank; None means alpha = rank (scale 1)
-    gate_init: float = 1.0  #: value every gate starts at
-    prox: str = "lr"  #: "lr" (threshold lr·λ, proximal gradient) or "fixed" (threshold λ, as SoRA's code)
+    arena: ArenaConfig = field(default_factory=ArenaConfig)  #: ARENA's options (LoRA: the same with λ = 0)
     targets: tuple[str, ...] | None = None  #: module-name regexes to adapt; None takes the network's defaults
     #: peak learning rate (AdamW) of adapters and head; 5e-3 reached gallbladder Dice 0.649 where 2e-3 gave 0.529
     #: (default network, qkv + decoder targets, 5 shots, 20 epochs, same seed)
     lr: float = 5e-3
-    #: gates learn at lr × gate_lr_mult. AdamW moves a gate by about its lr per step whatever the gradient's size,
-    #: so with the "lr" proximal step a gate survives only while its gradient's sign is consistent enough
-    #: (|mean/RMS| > λ): λ in (0, 1) is a threshold on that consistency, and the faster gate lr lets unneeded
-    #: ranks reach zero within a few hundred steps, as a CPU run has
-    gate_lr_mult: float = 10.0
     weight_decay: float = 1e-4  #: AdamW weight decay (never on gates)
     #: passes over the support set; each volume gives `num_samples` patches per pass. 80 is for the few shots a
     #: clinician labels: 2 pancreas shots on the default network reached Dice 0.48 after 40 epochs, 0.57 after 80
@@ -44,23 +46,40 @@ class FinetuneConfig:
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
     amp: bool = True  #: mixed precision on CUDA (ignored on CPU)
     extra: dict = field(default_factory=dict)  #: caller's notes, copied to the manifest
+    # flat ARENA options (None: keep ``arena``'s); see ARENA_OPTIONS
+    rank: InitVar[int | None] = None
+    lam: InitVar[float | None] = None
+    alpha: InitVar[float | None] = None
+    gate_init: InitVar[float | None] = None
+    prox: InitVar[str | None] = None
+    gate_lr_mult: InitVar[float | None] = None
+    gate_optimizer: InitVar[str | None] = None
+    lam_warmup: InitVar[float | None] = None
+    lam_ramp: InitVar[float | None] = None
+    min_rank: InitVar[int | None] = None
+    refit: InitVar[float | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, *flat: Any) -> None:
         problems = []
+        changes = {name: value for name, value in zip(ARENA_OPTIONS, flat, strict=True) if value is not None}
         if self.method not in METHODS:
             problems.append(f"method must be one of {', '.join(METHODS)} (got {self.method!r})")
-        if not (isinstance(self.rank, int) and self.rank >= 1):
-            problems.append(f"rank must be an integer ≥ 1 (got {self.rank!r})")
-        if not self.lam >= 0:
-            problems.append(f"lam must be ≥ 0 (got {self.lam!r})")
+        if changes:
+            try:
+                self.arena = dataclasses.replace(self.arena, **changes)
+            except (TypeError, ValueError):
+                # name every bad option, not only the first ArenaConfig stops at
+                for name, value in changes.items():
+                    try:
+                        dataclasses.replace(self.arena, **{name: value})
+                    except (TypeError, ValueError) as err:
+                        problems.append(f"{name}: {err}")
+                if not problems:
+                    raise
         if self.sampler not in ("posneg", "classes"):
             problems.append(f"sampler must be 'posneg' or 'classes' (got {self.sampler!r})")
-        if self.prox not in ("lr", "fixed"):
-            problems.append(f"prox must be 'lr' or 'fixed' (got {self.prox!r})")
         if not self.lr > 0:
             problems.append(f"lr must be > 0 (got {self.lr!r})")
-        if not self.gate_lr_mult > 0:
-            problems.append(f"gate_lr_mult must be > 0 (got {self.gate_lr_mult!r})")
         for name in ("epochs", "num_samples", "val_every", "patience"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
@@ -71,4 +90,20 @@ class FinetuneConfig:
             raise InputError("; ".join(problems))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The run's settings for a manifest: ARENA's options flat beside the training ones."""
+        arena = self.arena.to_dict()
+        rest = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("method", "arena")}
+        return {"method": self.method, **{k: arena[k] for k in ARENA_OPTIONS}, **rest}
+
+
+def _flat_property(name: str) -> property:
+    return property(lambda self: getattr(self.arena, name), doc=f"``arena.{name}``")
+
+
+_FIELDS = {f.name for f in dataclasses.fields(FinetuneConfig)}
+assert tuple(n for n in FinetuneConfig.__dataclass_fields__ if n not in _FIELDS) == ARENA_OPTIONS, \
+    "FinetuneConfig's flat options are out of step with ArenaConfig's fields"
+
+# InitVar defaults are class attributes; reading them must give the ARENA config's values instead
+for _name in ARENA_OPTIONS:
+    setattr(FinetuneConfig, _name, _flat_property(_name))

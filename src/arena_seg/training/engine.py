@@ -62,12 +62,14 @@ def finetune(
     progress: Progress | None = None,
     log_dir: str | None = None,
     should_stop: Callable[[], bool] | None = None,
+    method: methods.Method | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` (a foundation network, modified in place) to segment ``organs``.
 
     ``organs`` maps each organ name to its id in the label files; output channel i+1 is the i-th organ. A
     ``train``/``val`` item is {"image": path, "label": path}. Organs the foundation network knows start from
-    its head row. ``progress`` receives a dict after every epoch.
+    its head row. ``progress`` receives a dict after every epoch. ``method`` replaces the one ``config.method``
+    names (``methods.build``), e.g. a benchmark peer; the engine calls it to set up, optimise and finish.
     """
     config = config or FinetuneConfig()
     if not train:
@@ -81,8 +83,8 @@ def finetune(
 
     replace_head(model, spec.head, [spec.background_channel] + [spec.labels.get(name) for name in names])
     targets = tuple(config.targets) if config.targets else tuple(spec.targets)
-    adapted = methods.prepare(model, config.method, spec.head, targets, config.rank, config.lam, config.alpha,
-                              config.gate_init, config.prox)
+    method = method or methods.build(config.method, config.arena)
+    adapted = method.prepare(model, spec.head, targets)
     params_start = adapters.trainable_parameters(model)
     model.to(device)
 
@@ -90,18 +92,16 @@ def finetune(
     dataset = CacheDataset(train, transform=transform, cache_rate=1.0, num_workers=0, progress=False)
     loader = DataLoader(dataset, batch_size=1, shuffle=True, num_workers=0, collate_fn=list_data_collate,
                         generator=torch.Generator().manual_seed(config.seed))
-    optimizer = torch.optim.AdamW(methods.parameter_groups(model, config.lr, config.weight_decay,
-                                                           config.lr * config.gate_lr_mult))
+    optimizers = method.optimizers(model, config.lr, config.weight_decay)
     steps = config.epochs * len(loader)
-    scheduler = warmup_cosine(optimizer, steps, config.warmup_epochs * len(loader))
-    gate_group = next((g for g in optimizer.param_groups if g.get("name") == "gates"), None)
+    schedulers = [warmup_cosine(opt, steps, config.warmup_epochs * len(loader)) for opt in optimizers]
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=False, smooth_nr=1e-5, smooth_dr=1e-5)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     writer = _writer(log_dir)
 
     result = FinetuneResult(model=model, labels={n: i + 1 for i, n in enumerate(names)}, adapted_layers=adapted,
                             ranks={}, params_start=params_start, params_end=params_start, device=str(device))
-    best_state, best, stale = None, -math.inf, 0
+    best_state, best, stale, step = None, -math.inf, 0, 0
     start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -111,20 +111,23 @@ def finetune(
         for batch in loader:
             # plain tensors: MetaTensor's per-op metadata bookkeeping buys nothing inside the network
             image, label = _plain(batch["image"]).to(device), _plain(batch["label"]).to(device)
-            optimizer.zero_grad(set_to_none=True)
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, enabled=amp):
                 loss = loss_fn(model(image), label)
             scaler.scale(loss).backward()
-            scaler.step(optimizer)
+            method.before_step(model, optimizers)
+            for opt in optimizers:
+                scaler.step(opt)
             scaler.update()
-            if gate_group is not None:
-                # after the gradient step, so each step is a proper proximal-gradient update of the l1 objective
-                adapters.proximal_step(model, lr=gate_group["lr"])
-            scheduler.step()
+            method.after_step(model, optimizers, step, steps)
+            for scheduler in schedulers:
+                scheduler.step()
+            step += 1
             losses.append(float(loss.detach()))
-        record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"],
+        record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": optimizers[0].param_groups[0]["lr"],
                   "seconds": time.perf_counter() - start}
-        ranks = adapters.effective_ranks(model) if adapted else {}
+        ranks = method.ranks(model) if adapted else {}
         if ranks:
             record["mean_rank"] = float(np.mean(list(ranks.values())))
         if val and (epoch % config.val_every == 0 or epoch == config.epochs):
@@ -150,7 +153,7 @@ def finetune(
         # gates of the best epoch may be non-zero where later ones were pruned: restore them all together
         _load_trainable_state(model, best_state)
     if adapted:
-        result.ranks = adapters.prune(model)
+        result.ranks = method.finish(model)
     result.params_end = adapters.trainable_parameters(model)
     result.seconds = time.perf_counter() - start
     result.peak_memory_mb = _peak_memory_mb(device)
