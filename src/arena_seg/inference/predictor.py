@@ -23,9 +23,10 @@ from arena_seg.inference.resample import LabelResampler, network_grid, resample_
 from arena_seg.inference.sliding import stream_probabilities
 from arena_seg.models.registry import FoundationSpec
 
-#: interpolate probabilities back to the scan (smoother than the nearest label) when the classes are few or the
-#: scan small; above both, the network's label map is resampled nearest-neighbour, as before for large scans
-LINEAR_MAX_CLASSES = 32
+#: interpolate probabilities back to the scan (smoother than the nearest label) when classes × scan voxels stay
+#: under this, else resample the network's label map nearest-neighbour: the former rule, so masks stay the same.
+#: ``interpolation="linear"`` always interpolates: Dice +0.006..0.025 on 0.8 mm phantoms with `default`, but
+#: about 1.5× the CPU time on a 512² × 400 scan (the voxels between classes interpolate all K scores)
 LINEAR_MAX_ELEMENTS = 2**28
 
 
@@ -68,11 +69,10 @@ class Predictor:
         return self.spec.out_channels + (1 if self.spec.background_channel is None else 0)
 
     def interpolation_for(self, voxels: int) -> str:
-        """``linear`` or ``nearest`` for a scan of ``voxels`` voxels (see LINEAR_MAX_CLASSES)."""
+        """``linear`` or ``nearest`` for a scan of ``voxels`` voxels (see LINEAR_MAX_ELEMENTS)."""
         if self.interpolation != "auto":
             return self.interpolation
-        small = self.channels * voxels <= LINEAR_MAX_ELEMENTS
-        return "linear" if self.channels <= LINEAR_MAX_CLASSES or small else "nearest"
+        return "linear" if self.channels * voxels <= LINEAR_MAX_ELEMENTS else "nearest"
 
     def network_input(self, array: np.ndarray, affine: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """The preprocessed volume (1, 1, X, Y, Z) on the network grid, and that grid's affine."""
