@@ -7,7 +7,6 @@ what a killed process left is swept when the next datastore opens the folder.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -18,27 +17,20 @@ from fastapi import HTTPException
 from filelock import FileLock
 from monailabel.datastore.local import DataModel, ImageLabelModel
 
+from arena_seg.files import PARTIAL, atomic_write, partial_name, write_json
+
 logger = logging.getLogger(__name__)
 
-PARTIAL = ".partial"  # suffix of a file being written: no datastore extension matches it
-
-
 def partial(path: str | os.PathLike) -> str:
-    """The name ``path`` is written under until complete: ``PATH.<pid>.partial`` (the pid tells a sweep whether
-    its writer still runs; the server and its training subprocess share the folders)."""
-    return f"{os.fspath(path)}.{os.getpid()}{PARTIAL}"
+    """A private name beside ``path`` to write under until complete (``NAME.<random>.<pid>.partial``: the pid
+    tells a sweep whether its writer still runs; the server and its training subprocess share the folders)."""
+    return str(partial_name(path))
 
 
 def copy_atomic(src: str, dest: str) -> None:
-    """Copy ``src`` to ``dest`` through a partial name and one rename: ``dest`` is the old file or the new one,
-    never half of the new one, whenever the process dies."""
-    tmp = partial(dest)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Copy ``src`` to ``dest``: ``dest`` is the old file or the new one, never half of the new one, whenever the
+    process dies (:func:`arena_seg.files.atomic_write`)."""
+    atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def pid_alive(pid: int) -> bool:
@@ -107,12 +99,7 @@ class AtomicStore:
         """Stock writes datastore_v2.json in place (a kill mid-write corrupts it); this writes it atomically."""
         def write() -> None:
             self._ignore_event_config = True
-            tmp = partial(self._datastore_config_path)
-            with open(tmp, "w") as f:
-                f.write(json.dumps(self._datastore.model_dump(exclude={"base_path"}), indent=2, default=str))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._datastore_config_path)
+            write_json(self._datastore_config_path, self._datastore.model_dump(exclude={"base_path"}), default=str)
             self._config_ts = os.stat(self._datastore_config_path).st_mtime
 
         if lock:

@@ -111,25 +111,17 @@ def norm_name(name: str) -> str:
 
 
 def resolve_device(name: str | None, default: str = "auto") -> str:
-    """A torch device string for a request's ``device`` (MONAI Label may send a GPU's name: that means cuda)."""
+    """A torch device string for a request's ``device`` (:func:`arena_seg.devices.resolve_device`); MONAI Label
+    may also send a GPU's name, which means cuda."""
     import torch
 
+    from arena_seg.devices import resolve_device as resolve
+
     name = (name or default or "auto").strip()
-    cuda = torch.cuda.is_available()
-    if name == "auto":
-        return "cuda" if cuda else "cpu"
-    if name == "cpu":
-        return "cpu"
-    if name == "cuda" or name.startswith("cuda:"):
-        if not cuda:
-            raise InputError(f"device {name!r}: this server has no GPU; use cpu or auto")
-        index = name.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise InputError(f"device {name!r}: this server has {torch.cuda.device_count()} GPU(s)")
-        return name
-    if cuda and any(name.startswith(torch.cuda.get_device_name(i)) for i in range(torch.cuda.device_count())):
+    if torch.cuda.is_available() and any(name.startswith(torch.cuda.get_device_name(i))
+                                         for i in range(torch.cuda.device_count())):
         return "cuda"
-    raise InputError(f"device {name!r}: give auto, cpu, cuda or cuda:N")
+    return str(resolve(name))
 
 
 def device_choices() -> list[str]:

@@ -29,7 +29,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from arena_seg.data.dicom_read import SeriesError, read_dicom_series
 from arena_seg.data.dicom_seg import build_segmentation, read_segmentation, seg_left_out_reason
 from arena_seg.data.volumes import read_volume
-from arena_seg.files import write_nifti_mask
+from arena_seg.files import write_nifti, write_nifti_mask
 from lib.atomic_store import AtomicStore, partial, sweep_partials
 from lib.conf import norm_name
 from lib.datastore import OrganLabels, temporary_nifti, validated_label
@@ -46,16 +46,8 @@ LIST_TTL = 30.0  # s a PACS listing is reused (stock: 2 hours, so new series sta
 
 
 def _write_ct(path: Path, series) -> Path:
-    """The series' HU volume as a float32 NIfTI on its own voxel grid (X, Y, Z) = (column, row, slice)."""
-    import nibabel as nib
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = nib.Nifti1Image(series.array, series.affine)
-    img.set_qform(series.affine, code=1)
-    img.set_sform(series.affine, code=1)
-    img.header.set_xyzt_units("mm")
-    nib.save(img, str(path))
-    return path
+    """The series' HU volume as a NIfTI on its own voxel grid (X, Y, Z) = (column, row, slice)."""
+    return write_nifti(path, series.array, series.affine)
 
 
 def _tag(meta: dict, tag: str) -> str:

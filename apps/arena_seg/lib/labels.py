@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from arena_seg.data.orientation import lps_to_ras
 from arena_seg.data.volumes import Volume, check_label, read_volume
 from arena_seg.errors import InputError
 from lib.conf import norm_name
-
-_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 @dataclass
@@ -75,7 +74,7 @@ def _read_seg_nrrd(path: Path) -> LabelFile:
     affine[:3, 3] = np.asarray(header.get("space origin", np.zeros(3)), dtype=float)
     space = str(header.get("space", "left-posterior-superior")).lower()
     if space in ("left-posterior-superior", "lps"):
-        affine = _LPS @ affine
+        affine = lps_to_ras(affine)
     segments: dict[str, tuple[int, int]] = {}
     i = 0
     while f"Segment{i}_Name" in header:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from arena_seg.data.orientation import ras_to_lps
 from arena_seg.errors import InputError
+from arena_seg.files import write_nifti
 
 EXTENSIONS = (".nrrd", ".seg.nrrd", ".nii.gz", ".nii")
 DTYPES = ("uint8", "uint16", "int16", "int32", "float32")
-_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def check_result_format(extension: str | None, dtype: str | None, max_value: int) -> tuple[str, str]:
@@ -36,12 +37,7 @@ def write_result(mask: np.ndarray, affine: np.ndarray, extension: str, dtype: st
     if extension.endswith(".nrrd"):
         _write_itk(values, affine, path)
     else:
-        import nibabel as nib
-
-        img = nib.Nifti1Image(values, affine)
-        img.set_qform(affine, code=1)
-        img.set_sform(affine, code=1)
-        nib.save(img, path)
+        write_nifti(path, values, affine)
     return path
 
 
@@ -49,7 +45,7 @@ def _write_itk(values: np.ndarray, affine: np.ndarray, path: str) -> None:
     """NRRD through SimpleITK: LPS geometry from the RAS affine (what Slicer and read_volume expect)."""
     import SimpleITK as sitk
 
-    lps = _LPS @ np.asarray(affine, dtype=np.float64)
+    lps = ras_to_lps(affine)
     spacing = np.linalg.norm(lps[:3, :3], axis=0)
     direction = lps[:3, :3] / spacing
     img = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(values, (2, 1, 0))))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from monailabel.interfaces.tasks.train import TrainTask
 
 from arena_seg.errors import InputError
+from arena_seg.files import write_json
 from lib.conf import AppConf
 from lib.train_options import TrainOptions, default_options, parse_options, split_items
 from lib.versions import VersionStore
@@ -131,10 +131,7 @@ class _Recorder:
 
     def write(self, update: dict[str, Any]) -> None:
         self.state.update(update, version=self.version)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(_finite(self.state), default=str) + "\n")
-        os.replace(tmp, self.path)
+        write_json(self.path, _finite(self.state), indent=None, default=str)
 
 
 def _training_now() -> bool:
