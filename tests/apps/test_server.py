@@ -156,6 +156,7 @@ def test_labels_train_infer_and_versions(server, phantom_dir, tmp_path):
     stats = c.info()["train_stats"]["arena"]
     assert stats["epoch"] == 1 and stats["total_epochs"] == 1 and stats["version"] == "v001"
     assert isinstance(stats["best_metric"], float) and stats["total_time"] > 0
+    assert stats["metric"].startswith("validation Dice")
 
     result, params = c.infer("arena", "phantom_004", {"result_extension": ".nrrd", "result_dtype": "uint8"})
     mask, image = read_volume(result, "label"), read_volume(server.studies / "phantom_004.nii.gz")
@@ -176,6 +177,12 @@ def test_labels_train_infer_and_versions(server, phantom_dir, tmp_path):
     assert v001["data_ids"] and v001["val_ids"] and v001["effective_ranks"] and v001["labels"] == {"gallbladder": 1}
     assert v002["method"] == "linear" and sorted(v002["data_ids"]) == ["phantom_000", "phantom_001", "phantom_002"]
     assert (arena_dir / "versions" / "v002" / "network" / "network.json").is_file()
+    # no scan held out: the accuracy bar shows the training Dice, and /info says that is what it is
+    stats = c.info()["train_stats"]["arena"]
+    assert "training Dice" in v002["metric"] and "training Dice" in stats["metric"]
+    assert set(v002["train_dice"]) == {"gallbladder"}
+    assert stats["best_metric"] == pytest.approx(v002["best_metric"])
+    assert v002["best_metric"] == pytest.approx(v002["train_dice"]["gallbladder"])
     info = c.info()
     assert info["models"]["arena"]["config"]["version"] == ["latest", "v002", "v001"]
     _, params = c.infer("arena", "phantom_004", {"version": "v001"})  # an older version, on request

@@ -52,9 +52,10 @@ class ArenaTrain(TrainTask):
                 return {}
             manifest = self.versions.manifest(latest)
             epochs = manifest.get("epochs_run", 0)
-            best = _finite(float(manifest.get("best_val_dice") or 0.0)) or 0.0
+            best = _finite(float(manifest.get("best_metric", manifest.get("best_val_dice")) or 0.0)) or 0.0
             return {"epoch": epochs, "total_epochs": manifest.get("config", {}).get("epochs", epochs),
-                    "best_metric": best, "total_time": manifest.get("seconds"), "version": latest, "status": "DONE"}
+                    "best_metric": best, "metric": manifest.get("metric", "validation Dice"),
+                    "total_time": manifest.get("seconds"), "version": latest, "status": "DONE"}
 
     def check(self, request: dict[str, Any], datastore: Any) -> tuple[TrainOptions, list[dict], list[dict]]:
         """Options and (train, val) scans of a request; raises InputError with what to fix."""
@@ -93,20 +94,41 @@ class ArenaTrain(TrainTask):
                 last = result.history[-1]["loss"] if result.history else float("nan")
                 if not math.isfinite(last):
                     raise RuntimeError(f"the loss is {last}: the run is discarded; try a smaller lr")
+                metric = self._metric(result, spec, train, val)
                 manifest = save_run(stage, result, spec, config, [i["id"] for i in train], [i["id"] for i in val],
                                     extra={"version": version, "foundation_ref": self.conf.foundation,
-                                           "label_ids": self.conf.organs, "request": options.values})
+                                           "label_ids": self.conf.organs, "request": options.values, **metric})
         except BaseException as exc:
             recorder.write({"status": "FAILED", "error": f"{type(exc).__name__}: {exc}",
                             "total_time": round(time.time() - start, 1)})
             logger.error("arena: the run failed and `latest` did not move: %s", exc)
             raise
         summary = {"version": version, "status": "DONE", "total_time": round(time.time() - start, 1),
-                   "best_metric": float(result.best_metric or 0.0), "effective_ranks": _rank_summary(result.ranks),
+                   "best_metric": metric["best_metric"], "metric": metric["metric"],
+                   "effective_ranks": _rank_summary(result.ranks),
                    "train_images": manifest["data_ids"], "val_images": manifest["val_ids"]}
         recorder.write(summary)
         logger.info("arena: version %s is now latest (%s)", version, json.dumps(summary))
         return summary
+
+
+    def _metric(self, result: Any, spec: Any, train: list[dict], val: list[dict]) -> dict[str, Any]:
+        """The figure Slicer's accuracy bar shows (``best_metric``) and what it is (``metric``). With a few shots
+        there is often no scan to hold out; then the Dice on the training scans is reported, and named so,
+        rather than a 0 that reads as a failed run."""
+        if val:
+            return {"best_metric": float(result.best_metric or 0.0),
+                    "metric": f"validation Dice (best epoch, {len(val)} held-out scan(s))"}
+        from arena_seg.training.evaluate import evaluate
+
+        device = next(result.model.parameters()).device
+        names = list(self.conf.organs)
+        label_map = {file_id: i + 1 for i, file_id in enumerate(self.conf.organs.values())}
+        dice = evaluate(result.model, spec.preprocessing, train, label_map, names, device)
+        finite = [d for d in dice.values() if math.isfinite(d)]
+        return {"best_metric": float(sum(finite) / len(finite)) if finite else 0.0, "train_dice": _finite(dice),
+                "metric": f"training Dice on the {len(train)} labelled scan(s): no scan held out, so not a "
+                          "validation figure (hold scans out with the val_split option)"}
 
 
 class _Recorder:
