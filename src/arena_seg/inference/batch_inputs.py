@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from arena_seg.errors import InputError
 
@@ -19,7 +20,7 @@ class SeriesItem:
     """One unit of work: a DICOM series (its files) or a NIfTI file; ``key`` names its output folder."""
 
     key: str
-    kind: str  # "dicom" | "nifti"
+    kind: Literal["dicom", "nifti", "file"]  # "file": an input that cannot be read, reported with ``error``
     files: list[str]
     folder: str
     uid: str = ""
