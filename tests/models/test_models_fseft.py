@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from arena_seg.models import CheckpointError, build_network, get_spec, load_foundation
+from arena_seg.models import CheckpointError, CheckpointWarning, build_network, get_spec, load_foundation
 from arena_seg.models import swinunetr as sw
 from arena_seg.models.spec import LEGACY_MERGING
 
@@ -135,7 +135,6 @@ def test_fseft_containers_folder_and_optional_buffers(tmp_path, small_fseft):
     ("edit", "pattern"),
     [
         (lambda s: s.pop("module.encoder1.layer.conv1.conv.weight"), r"missing.*encoder1\.layer\.conv1\.conv\.weight"),
-        (lambda s: s.__setitem__("module.prompt.weight", torch.zeros(1)), r"does not have.*prompt\.weight"),
         (lambda s: s.__setitem__("module.classifier.weight", torch.zeros(14, 12, 1, 1, 1)), r"shape mismatch"),
     ],
 )
@@ -146,6 +145,22 @@ def test_fseft_mismatch_names_file_and_keys(tmp_path, small_fseft, edit, pattern
     with pytest.raises(CheckpointError, match=pattern) as err:
         sw.load_fseft(tmp_path / "bad.pth")
     assert str(tmp_path / "bad.pth") in str(err.value)
+
+
+def test_fseft_extra_keys_are_left_out_with_a_warning(tmp_path, small_fseft):
+    """FSEFT's own loader ignores keys its network lacks (load_state_dict strict=False): so do we, but say so."""
+    ckpt = fseft_layout(small_fseft)
+    ckpt["module.prompt.weight"] = torch.zeros(1)
+    ckpt["module.organ_embedding"] = torch.zeros(29, 512)
+    torch.save({"state_dict": ckpt, "optimizer": {"lr": torch.tensor(1e-4)}}, tmp_path / "extra.pth")
+    with pytest.warns(CheckpointWarning, match=r"2 checkpoint key\(s\).*left out: prompt\.weight, organ_embedding"):
+        model = sw.load_fseft(tmp_path / "extra.pth")
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in small_fseft.items())
+    ckpt.pop("module.encoder1.layer.conv1.conv.weight")  # a missing network key stays an error, extras or not
+    torch.save(ckpt, tmp_path / "extra.pth")
+    with pytest.raises(CheckpointError, match=r"missing.*encoder1\.layer\.conv1\.conv\.weight") as err:
+        sw.load_fseft(tmp_path / "extra.pth")
+    assert "prompt" not in str(err.value)
 
 
 def test_fseft_file_errors(tmp_path, small_fseft):

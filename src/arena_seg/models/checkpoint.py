@@ -12,6 +12,7 @@ import hashlib
 import json
 import pickle
 import re
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ _SHOW = 5  # keys listed per kind of mismatch in error messages
 
 class CheckpointError(ValueError):
     """A checkpoint (or network folder) exists but cannot be used; the message names the file."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint was loaded, but part of it was left out (the message names the file and the keys)."""
 
 
 def sha256_file(path: Path) -> str:
@@ -88,12 +93,20 @@ def remap_keys(state: dict[str, torch.Tensor], rule: Callable[[str], str], sourc
 
 
 def load_state_strict(
-    model: nn.Module, state: dict[str, torch.Tensor], source: Path | str, optional: str | None = None
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    source: Path | str,
+    optional: str | None = None,
+    extra: str = "error",
 ) -> nn.Module:
-    """Load `state` into `model`; every key must map both ways with equal shapes.
+    """Load `state` into `model`: every network key must be in `state`, with its shape.
 
-    Model keys matching the regex `optional` (deterministic buffers) may be absent from `state`.
+    Model keys matching the regex `optional` (deterministic buffers) may be absent from `state`. Checkpoint keys
+    the network does not have are an error (`extra="error"`), or are left out with a :class:`CheckpointWarning`
+    that lists them (`extra="warn"`, for checkpoints whose own loader ignores them).
     """
+    if extra not in ("error", "warn"):
+        raise ValueError(f"extra must be 'error' or 'warn', got {extra!r}")
     expected = model.state_dict()
     missing = [k for k in expected if k not in state and not (optional and re.search(optional, k))]
     unexpected = [k for k in state if k not in expected]
@@ -102,19 +115,22 @@ def load_state_strict(
         for k in state
         if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)
     ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} network key(s) missing from the checkpoint: {_few(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} checkpoint key(s) the network does not have: {_few(unexpected)}")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatch(es) (checkpoint vs network): {_few(shapes)}")
-        raise CheckpointError(f"{source}: checkpoint does not match the {type(model).__name__}: " + "; ".join(parts))
+    errors = []
+    if missing:
+        errors.append(f"{len(missing)} network key(s) missing from the checkpoint: {_few(missing)}")
+    if unexpected and extra == "error":
+        errors.append(f"{len(unexpected)} checkpoint key(s) the network does not have: {_few(unexpected)}")
+    if shapes:
+        errors.append(f"{len(shapes)} shape mismatch(es) (checkpoint vs network): {_few(shapes)}")
+    if errors:
+        raise CheckpointError(f"{source}: checkpoint does not match the {type(model).__name__}: " + "; ".join(errors))
+    if unexpected:
+        warnings.warn(CheckpointWarning(
+            f"{source}: {len(unexpected)} checkpoint key(s) the {type(model).__name__} does not have were left out: "
+            + ", ".join(unexpected)), stacklevel=2)
+        state = {k: v for k, v in state.items() if k in expected}
     model.load_state_dict(state, strict=False)  # all keys checked above; only `optional` ones may be left
     return model
-
-
 
 
 def save_network(

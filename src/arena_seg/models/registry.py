@@ -10,7 +10,7 @@ from torch import nn
 
 from arena_seg.resources import sample_model_dir
 
-from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_network, save_network
+from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, CheckpointWarning, load_network, save_network
 from .labels import DEFAULT_LABELS
 from .spec import FoundationSpec, Preprocessing, build_network, replace_head
 from .swinunetr import FSEFT_SPEC, SWIN_DECODER_TARGETS, SWIN_HEAD, load_fseft, swinunetr_arch
@@ -18,6 +18,7 @@ from .wholebody import WHOLEBODY_SPEC, load_wholebody
 
 __all__ = [  # the whole public API is importable from here as well as from arena_seg.models
     "CheckpointError",
+    "CheckpointWarning",
     "FoundationSpec",
     "Preprocessing",
     "build_network",

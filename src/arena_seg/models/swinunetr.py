@@ -97,6 +97,11 @@ def fseft_key(key: str) -> str:
 
 
 def load_fseft(checkpoint: str | Path | None) -> nn.Module:
+    """The FSEFT network with the weights of ``fseft.pth`` (a file, or a folder holding one).
+
+    Keys are mapped by :func:`fseft_key`; a missing or mis-shaped network key is a :class:`CheckpointError`, a key
+    the network does not have is left out with a :class:`CheckpointWarning` naming it.
+    """
     if checkpoint is None:
         raise ValueError(
             "fseft-swinunetr has no default weights: download fseft.pth and pass --conf checkpoint PATH "
@@ -109,5 +114,6 @@ def load_fseft(checkpoint: str | Path | None) -> nn.Module:
         raise FileNotFoundError(f"{path}: FSEFT checkpoint not found (expected the fseft.pth file)")
     state = remap_keys(extract_state_dict(read_torch_file(path), path), fseft_key, path)
     model = build_network(FSEFT_SPEC.arch)
-    # relative_position_index buffers are recomputed identically at build time; some exports omit them
-    return load_state_strict(model, state, path, optional=r"relative_position_index$")
+    # relative_position_index buffers are recomputed identically at build time; some exports omit them. Keys the
+    # network does not have are left out with a warning, as FSEFT's own loader (load_state_dict strict=False) does
+    return load_state_strict(model, state, path, optional=r"relative_position_index$", extra="warn")
