@@ -6,9 +6,9 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-fast lint bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first: the pinned build lies on local disk; asking for it later would let the resolver go online
@@ -25,6 +25,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests apps
 	$(PY) -m pytest -q
+
+# daily tier: every test but those marked slow (server start-ups, trainings, torchrun, the wheel build)
+test-fast: $(STAMP)
+	$(VENV)/bin/ruff check src tests apps
+	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	$(VENV)/bin/arena-seg bench fewshot --quick --out benchmarks/fewshot-quick
