@@ -44,3 +44,25 @@ def test_user_data_holds_out_the_last_volumes(phantom_dir):
     data = user_data([str(phantom_dir / "images")], [str(phantom_dir / "labels")], ["gallbladder", "liver=1"], 2)
     assert data.organs == {"gallbladder": 8, "liver": 1}
     assert [p["id"] for p in data.test] == ["phantom_004", "phantom_005"] and len(data.pool) == 4
+
+
+def test_cpu_preset_resumes_run_by_run(tiny_default, tmp_path):
+    out = tmp_path / "cpu"
+    argv = ["bench", "fewshot", "--preset", "cpu", "--out", str(out), "--pool", "1", "--test", "1", "--spacing", "6",
+            "--shots", "1", "--seeds", "0", "--methods", "arena:2", "lora:2", "--steps", "1", "--num-samples", "1",
+            "--organs", "gallbladder", "liver", "--device", "cpu"]
+    assert main(argv) == 0
+    first = json.loads((out / "results.json").read_text())
+    assert first["preset"]["name"] == "cpu" and first["preset"]["lam"] is None
+    arena_file, lora_file = out / "runs" / "arena-r2-k1-s0.json", out / "runs" / "lora-r2-k1-s0.json"
+    kept = json.loads(arena_file.read_text())
+    assert kept["arena"]["lam"] == 0.5 and kept["epochs_run"] == 1  # ARENA's defaults; ⌈1 step / 1 shot⌉ epochs
+    lora_file.unlink()  # as if the benchmark had been stopped during the LoRA run
+    assert main(argv) == 2  # results exist: neither --resume nor --force
+    assert main(argv + ["--resume"]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in again["runs"]] == ["arena-r2", "lora-r2"] and lora_file.is_file()
+    assert again["runs"][0] == kept  # read back, not run again
+    assert "ARENA − LoRA, paired" not in (out / "results.md").read_text()  # no r16 pair in this tiny run
+    assert main(argv + ["--resume", "--lr", "0.01"]) == 0  # other settings: nothing is reused
+    assert json.loads(arena_file.read_text())["key"]["lr"] == 0.01

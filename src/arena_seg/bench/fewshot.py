@@ -1,8 +1,9 @@
 """Few-shot quality benchmark: every method on the engine's one code path, k shots × seeds, Dice on held-out data.
 
 Each (k, seed) draws one support set from the pool; every method fine-tunes a fresh copy of the foundation network
-on it (all organs together) and is scored on the same held-out test volumes. ``results.json`` is rewritten after
-every run, so an interrupted benchmark keeps what it finished.
+on it (all organs together) and is scored on the same held-out test volumes. Each run's record is written to its own
+file (``runs/METHOD-kK-sSEED.json``) and ``results.json`` is rewritten after every run, so an interrupted benchmark
+keeps what it finished; with ``resume``, runs whose file exists (made with the same settings) are not run again.
 """
 
 from __future__ import annotations
@@ -76,10 +77,10 @@ def run_one(base: nn.Module, spec: FoundationSpec, data: FewshotData, support: l
     """Fine-tune a copy of ``base`` with ``method`` on ``support``, score it on ``data.test``; one record."""
     model = copy.deepcopy(base)
     config = FinetuneConfig(method="lora" if method.is_peer else method.method, rank=method.rank or 16,
-                            lam=preset.lam, lr=preset.lr, epochs=preset.epochs, num_samples=preset.num_samples,
-                            seed=seed, device=str(device))
+                            lam=preset.lam, lr=preset.lr, epochs=preset.epochs_for(len(support)),
+                            num_samples=preset.num_samples, seed=seed, device=str(device))
     recorder = GateRecorder(model, full=trace)
-    peer = (PeerMethod(method.method, method.rank or 16, total_steps=preset.epochs * len(support))
+    peer = (PeerMethod(method.method, method.rank or 16, total_steps=config.epochs * len(support))
             if method.is_peer else None)
     with MemoryPeak(device) as memory:
         result = finetune(model, spec, data.organs, support, None, config, progress=recorder, method=peer)
@@ -97,6 +98,7 @@ def run_one(base: nn.Module, spec: FoundationSpec, data: FewshotData, support: l
         "dice": {k: _round(v) for k, v in dice.items()},
         "params_start": result.params_start, "params_end": params_end,
         "effective_ranks": ranks, "mean_effective_rank": _round(np.mean(list(ranks.values()))) if ranks else None,
+        "arena": config.arena.to_dict() if method.method == "arena" else None,
         "train_seconds": round(result.seconds, 2), "eval_seconds": round(time.perf_counter() - t0, 2),
         "peak_memory_mb": _round(memory.mb, 1), "memory_measure": memory.kind, "epochs_run": result.epochs_run,
         **recorder.to_dict(),
@@ -121,12 +123,29 @@ def host_info(device: torch.device) -> dict:
     return info
 
 
+def run_key(preset: Preset, data: FewshotData) -> dict:
+    """What a stored run must share with this benchmark to be reused: everything but the methods, k and seeds."""
+    keep = {k: v for k, v in asdict(preset).items() if k not in ("name", "methods", "shots", "seeds")}
+    key = {**keep, "data": data.source, "test": [t.get("id", t["image"]) for t in data.test]}
+    return json.loads(json.dumps(key))  # as a stored file reads back (tuples become lists)
+
+
+def _stored(path: Path, key: dict) -> dict | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if record.get("key") == key else None
+
+
 def run_fewshot(out: Path, base: nn.Module, spec: FoundationSpec, data: FewshotData, preset: Preset,
                 methods: list[MethodSpec], device: str = "auto", log: Callable[[str], None] = print,
-                budget_s: float | None = None) -> dict:
-    """Run the benchmark, writing ``results.json`` as it goes and the markdown table and plots at the end.
+                budget_s: float | None = None, resume: bool = False) -> dict:
+    """Run the benchmark, writing each run to ``out/runs/`` and ``results.json`` as it goes, the markdown table and
+    plots at the end.
 
-    With ``budget_s``, no new run starts once that many seconds have passed; the report covers the runs done.
+    With ``budget_s``, no new run starts once that many seconds have passed; the report covers the runs done. With
+    ``resume``, a run whose file is already in ``out/runs/`` (same settings) is read, not run again.
     """
     from .plots import fewshot_plots
     from .report import fewshot_markdown, write_json
@@ -153,14 +172,23 @@ def run_fewshot(out: Path, base: nn.Module, spec: FoundationSpec, data: FewshotD
     if trace:
         results["trace_run"] = {"method": trace[0].label, "k": trace[1], "seed": trace[2]}
     out.mkdir(parents=True, exist_ok=True)
+    (out / "runs").mkdir(exist_ok=True)
+    key = run_key(preset, data)
     plan = [(k, seed, method) for k in shots for seed in preset.seeds for method in methods]
     start = time.perf_counter()
     for i, (k, seed, method) in enumerate(plan):
-        if budget_s is not None and time.perf_counter() - start > budget_s:
-            results["stopped"] = f"time budget of {budget_s:.0f} s reached after {i} of {len(plan)} runs"
-            break
         if method.label in results["skipped"]:
             continue
+        path = out / "runs" / f"{method.label}-k{k}-s{seed}.json"
+        record = _stored(path, key) if resume else None
+        if record is not None:
+            results["runs"].append(record)
+            log(f"[{i + 1}/{len(plan)}] {method.label} k={k} seed={seed}: kept from {path}")
+            continue
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            done = len(results["runs"])
+            results["stopped"] = f"time budget of {budget_s:.0f} s reached with {done} of {len(plan)} runs done"
+            break
         support = draw_support(data.pool, k, seed)
         try:
             record = run_one(base, spec, data, support, method, seed, preset, dev,
@@ -169,6 +197,8 @@ def run_fewshot(out: Path, base: nn.Module, spec: FoundationSpec, data: FewshotD
             log(f"skipping {method.label}: {exc}")
             results["skipped"].append(method.label)
             continue
+        record["key"] = key
+        write_json(path, record)
         results["runs"].append(record)
         write_json(out / "results.json", results)
         dice = " ".join(f"{o} {d:.3f}" if d is not None else f"{o} n/a" for o, d in record["dice"].items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, replace
 
@@ -72,13 +73,19 @@ class Preset:
     epochs: int
     num_samples: int  # patches per support volume per epoch
     lr: float = 2e-3
-    lam: float = 1.0
+    lam: float | None = 1.0  # ARENA's λ; None: the ArenaConfig default (the app's and CLI's)
     spacing: float = 3.0  # phantom voxel size (mm)
     pool: int = 10  # phantom volumes the support sets are drawn from
     test: int = 10  # held-out volumes every run is scored on
+    #: optimizer steps per run whatever k (epochs = ceil(steps / k)), so 1 shot trains as long as 5; None: epochs
+    steps: int | None = None
 
     def with_overrides(self, **changes) -> Preset:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def epochs_for(self, k: int) -> int:
+        """Epochs of a run on ``k`` support volumes (one optimizer step per volume per epoch)."""
+        return self.epochs if self.steps is None else max(1, math.ceil(self.steps / k))
 
 
 QUICK = Preset(
@@ -104,7 +111,25 @@ FULL = Preset(
     num_samples=4,
 )
 
-PRESETS = {p.name: p for p in (QUICK, FULL)}
+#: issue 14's CPU preset (about 3 h on 2 cores): can the methods be told apart? Two novel organs and a base one,
+#: k 1 and 5, 3 seeds, each method at 3 initial ranks, full fine-tuning as the ceiling, 160 steps a run (LoRA's
+#: validation Dice had levelled off by then) at the engine's lr and ARENA's default settings
+CPU = Preset(
+    name="cpu",
+    shots=(1, 5),
+    seeds=(0, 1, 2),
+    organs=("gallbladder", "pancreas", "liver"),
+    methods=("arena:8,16,64", "lora:4,16,64", "full"),
+    epochs=32,
+    num_samples=2,
+    lr=5e-3,
+    lam=None,
+    pool=10,
+    test=6,
+    steps=160,
+)
+
+PRESETS = {p.name: p for p in (QUICK, CPU, FULL)}
 
 
 def draw_support(pool: list[dict], k: int, seed: int) -> list[dict]:

@@ -79,6 +79,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def _length(preset: dict) -> str:
+    steps = preset.get("steps")
+    return f"{steps} optimizer steps a run (epochs = ⌈{steps}/k⌉)" if steps else f"{preset['epochs']} epochs"
+
+
 def fewshot_markdown(results: dict) -> str:
     """The few-shot results as markdown: Dice by method and k (base / novel), per organ, and ranks."""
     summary = summarize(results)
@@ -88,8 +93,8 @@ def fewshot_markdown(results: dict) -> str:
     preset = results["preset"]
     lines = [f"# Few-shot benchmark: preset {preset['name']}, model {results['model']}", "",
              f"Data: {results['data']}; {len(results['test'])} held-out test volumes; seeds {preset['seeds']}; "
-             f"{preset['epochs']} epochs, {preset['num_samples']} patches per volume per epoch, lr {preset['lr']}, "
-             f"λ {preset['lam']}. Organs: " + "; ".join(
+             f"{_length(preset)}, {preset['num_samples']} patches per volume per epoch, lr {preset['lr']}, "
+             f"λ {preset['lam'] if preset['lam'] is not None else 'default'}. Organs: " + "; ".join(
                  f"{g} {', '.join(o for o, v in organs.items() if v == g)}" for g in groups) + ".",
              f"Device: {results['host'].get('gpu') or results['host']['device']}; "
              f"total {results.get('seconds', 0):.0f} s. Dice on held-out volumes, mean ± sd over seeds.", ""]
@@ -118,6 +123,9 @@ def fewshot_markdown(results: dict) -> str:
         rows.append(cells)
     lines += ["## Mean Dice by method and shots", ""] + _table(header, rows) + [""]
     lines += ["Trainable parameters at the end count only the ranks left after pruning (ARENA, AdaLoRA).", ""]
+    from .paired import comparison_markdown  # here: paired imports this module's helpers
+
+    lines += comparison_markdown(results)
     organ_names = list(organs)
     rows = [[r["method"], str(r["k"])] + [_fmt(r["organ_dice"][o]) for o in organ_names] for r in summary]
     lines += ["## Dice per organ", ""] + _table(["method", "k"] + [f"{o} ({organs[o]})" for o in organ_names], rows)

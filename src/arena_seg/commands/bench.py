@@ -4,6 +4,7 @@ the inference memory benchmark (`memory`)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from arena_seg.errors import InputError
@@ -19,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_fewshot(sub: argparse._SubParsersAction) -> None:
-    from arena_seg.bench.protocol import FULL, QUICK
+    from arena_seg.bench.protocol import CPU, FULL, QUICK
 
     p = sub.add_parser("fewshot", help="few-shot Dice of ARENA, LoRA, full, linear, BitFit and peft peers",
                        description="Fine-tune every method on k-shot support sets (one per seed) and score Dice per "
@@ -27,10 +28,17 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
                                    f"Full preset: k {FULL.shots}, seeds {FULL.seeds}, {FULL.epochs} epochs, methods "
                                    f"{' '.join(FULL.methods)} (a GPU job). --quick: k {QUICK.shots}, seed "
                                    f"{QUICK.seeds}, {QUICK.epochs} epochs, {' '.join(QUICK.methods)}, organs "
-                                   f"{', '.join(QUICK.organs)} (about 10-11 min on an idle 2-core CPU).")
+                                   f"{', '.join(QUICK.organs)} (about 10-11 min on an idle 2-core CPU). --preset cpu: "
+                                   f"k {CPU.shots}, seeds {CPU.seeds}, {CPU.steps} steps a run, "
+                                   f"{' '.join(CPU.methods)}, organs {', '.join(CPU.organs)} (about 3 h on 2 cores; "
+                                   "stop it any time and pick it up with --resume).")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="overwrite results already in --out")
-    p.add_argument("--quick", action="store_true", help="the CPU preset (default: the full preset)")
+    p.add_argument("--preset", choices=("quick", "cpu", "full"), default=None,
+                   help="quick (a smoke test), cpu (issue 14's comparison) or full (a GPU job; the default)")
+    p.add_argument("--quick", action="store_true", help="same as --preset quick")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs already in OUT/runs (same settings) and do the rest")
     p.add_argument("--model", default="default", help="foundation network or model folder (default: default)")
     p.add_argument("--checkpoint", default=None, help="weights for fseft-swinunetr / monai-wholebody")
     p.add_argument("--images", nargs="+", help="your CT volumes (or a folder) instead of phantoms")
@@ -45,7 +53,8 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds; each draws its own support set")
     p.add_argument("--methods", nargs="+", default=None,
                    help="e.g. arena:8,16,32,64 lora:4,16,64 full linear bitfit peft-lora:16 peft-adalora:16")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="epochs a run (replaces the cpu preset's steps)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps a run whatever k (epochs = ⌈steps/k⌉)")
     p.add_argument("--num-samples", type=int, default=None, help="patches per support volume per epoch")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--lam", type=float, default=None, help="ARENA's l1 weight on the gates")
@@ -96,10 +105,18 @@ def _add_memory(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sizes", nargs="+", default=["512x512x400"], metavar="XxYxZ",
                    help=f"scan shapes (default 512x512x400; e.g. {' '.join(SIZES)})")
     p.add_argument("--pipelines", nargs="+", default=["before", "after"], choices=["before", "after"])
+    p.add_argument("--rows", nargs="+", default=["predict", "train"], choices=["predict", "train"],
+                   help="prediction rows and/or training rows (a CacheDataset of --train-scans scans, as finetune "
+                        "loads them)")
+    p.add_argument("--train-models", nargs="+", default=["default"], help="models whose grid the training rows use")
+    p.add_argument("--train-scans", type=int, default=3, help="scans in the training rows' CacheDataset (default 3)")
     p.add_argument("--source", default=None, help="a CT whose field of view is resampled (default: a phantom)")
+    p.add_argument("--source-label", default=None, help="the --source CT's label map (for the training rows)")
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch threads per measurement")
+    p.add_argument("--sw-batch-size", type=int, default=None,
+                   help="windows per network call (default: before 2, after the predictor's own)")
     p.add_argument("--keep", default=None, help="folder to keep the generated scans in (reused when present)")
     p.set_defaults(func=run_memory)
 
@@ -111,29 +128,37 @@ def run_memory(args: argparse.Namespace) -> int:
         parts = size.lower().split("x")
         if len(parts) != 3 or not all(v.isdigit() and int(v) > 1 for v in parts):
             raise InputError(f"--sizes {size!r}: give XxYxZ, e.g. 512x512x400")
+    if args.train_scans < 0:
+        raise InputError(f"--train-scans {args.train_scans}: give 0 (no training rows) or more")
     opts = memory.MemoryOptions(models=list(args.models), sizes=list(args.sizes), pipelines=list(args.pipelines),
-                                device=args.device, threads=args.threads, checkpoint=args.checkpoint,
-                                keep=args.keep, source=args.source)
+                                rows=list(args.rows), train_models=list(args.train_models),
+                                train_scans=args.train_scans, device=args.device, threads=args.threads,
+                                sw_batch_size=args.sw_batch_size, checkpoint=args.checkpoint, keep=args.keep,
+                                source=args.source, source_label=args.source_label)
     memory.run_memory(Path(args.out) if args.out else None, opts)
     return 0
 
 
 def run_fewshot(args: argparse.Namespace) -> int:
     from arena_seg.bench import fewshot
-    from arena_seg.bench.protocol import FULL, QUICK, parse_methods
+    from arena_seg.bench.protocol import PRESETS, parse_methods
     from arena_seg.inference.loading import load_model
 
     out = Path(args.out)
-    if (out / "results.json").exists() and not args.force:
-        raise InputError(f"{out} already holds results.json; choose a new folder or pass --force")
-    preset = (QUICK if args.quick else FULL).with_overrides(
+    if (out / "results.json").exists() and not (args.force or args.resume):
+        raise InputError(f"{out} already holds results.json; choose a new folder, --resume it or pass --force")
+    if args.quick and args.preset not in (None, "quick"):
+        raise InputError(f"--quick and --preset {args.preset} disagree; give one")
+    preset = PRESETS[args.preset or ("quick" if args.quick else "full")].with_overrides(
         shots=tuple(args.shots) if args.shots else None, seeds=tuple(args.seeds) if args.seeds else None,
         organs=tuple(args.organs) if args.organs else None, methods=tuple(args.methods) if args.methods else None,
         epochs=args.epochs, num_samples=args.num_samples, lr=args.lr, lam=args.lam, pool=args.pool,
-        spacing=args.spacing, test=args.test)
+        spacing=args.spacing, test=args.test, steps=args.steps)
+    if args.epochs is not None and args.steps is None:
+        preset = dataclasses.replace(preset, steps=None)  # epochs given: they count, not the preset's steps
     methods = parse_methods(list(preset.methods))
-    if min(preset.shots) < 1 or preset.epochs < 1 or preset.num_samples < 1:
-        raise InputError("--shots, --epochs and --num-samples must be ≥ 1")
+    if min(preset.shots) < 1 or min(preset.epochs, preset.num_samples, preset.steps or 1) < 1 or preset.steps == 0:
+        raise InputError("--shots, --epochs, --steps and --num-samples must be ≥ 1")
     if bool(args.images) != bool(args.labels) or (args.images and not args.label):
         raise InputError("give --images, --labels and at least one --label together (or none, for phantoms)")
     if args.images:
@@ -144,7 +169,7 @@ def run_fewshot(args: argparse.Namespace) -> int:
         data = fewshot.phantom_data(Path(args.data) if args.data else out / "phantoms", preset)
     model, spec = load_model(args.model, args.checkpoint)
     results = fewshot.run_fewshot(out, model, spec, data, preset, methods, device=args.device,
-                                  budget_s=args.budget)
+                                  budget_s=args.budget, resume=args.resume)
     print(f"wrote {out}/results.json, results.md and plots: {len(results['runs'])} runs in {results['seconds']:.0f} s")
     return 0
 
