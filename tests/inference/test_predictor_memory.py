@@ -59,6 +59,19 @@ def test_chunked_resampling_equals_monai_spacing(geometry):
     assert (got - expected[0].as_tensor()).abs().max().item() < 1e-3  # HU up to 2000: float32 rounding
 
 
+
+@pytest.mark.parametrize("geometry", sorted(GEOMETRIES))
+def test_chunked_nearest_resampling_equals_monai_spacing(geometry):
+    """Label maps (training's Spacingd nearest): the nearest voxel's value, as MONAI picks it."""
+    array = np.random.default_rng(2).integers(0, 6, size=(23, 19, 11)).astype(np.uint8)
+    affine, pre = GEOMETRIES[geometry], Preprocessing(spacing=(1.5, 1.5, 1.5))
+    image = MetaTensor(torch.as_tensor(array, dtype=torch.float32)[None], affine=torch.as_tensor(affine))
+    expected = mt.Spacing(pixdim=pre.spacing, mode="nearest")(mt.Orientation(axcodes=pre.orientation)(image))
+    shape, net_affine = network_grid(array.shape, affine, pre)
+    got = resample_image(array, affine, shape, net_affine, chunk=997, mode="nearest")
+    assert got.dtype == torch.float32 and tuple(got.shape) == tuple(expected.shape[1:])
+    assert torch.equal(got, expected[0].as_tensor())
+
 def test_fortran_ordered_scan_and_same_grid_are_exact():
     array = np.asfortranarray(np.random.default_rng(1).integers(-500, 500, size=(8, 9, 10)).astype(np.int16))
     affine = _affine((1.5, 1.5, 1.5))

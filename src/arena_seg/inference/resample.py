@@ -83,10 +83,13 @@ def _flat(array: np.ndarray) -> tuple[torch.Tensor, tuple[int, int, int]]:
 
 
 def resample_image(array: np.ndarray, src_affine: np.ndarray, dst_shape: Sequence[int], dst_affine: np.ndarray,
-                   chunk: int = _CHUNK) -> torch.Tensor:
-    """Trilinear resampling of a scan (X, Y, Z; any numeric dtype) onto the grid (``dst_shape``, ``dst_affine``):
-    float32 (X', Y', Z'). Same values as MONAI Orientation + Spacing(bilinear) to float64 rounding; works chunk by
-    chunk of the output, so the scan is never copied as floats."""
+                   chunk: int = _CHUNK, mode: str = "bilinear") -> torch.Tensor:
+    """Resampling of a scan (X, Y, Z; any numeric dtype) onto the grid (``dst_shape``, ``dst_affine``): float32
+    (X', Y', Z'). ``mode="bilinear"`` (trilinear) gives MONAI Orientation + Spacing(bilinear)'s values to float64
+    rounding, ``"nearest"`` Spacing(nearest)'s (for label maps); works chunk by chunk of the output, so the scan
+    is never copied as floats."""
+    if mode not in ("bilinear", "nearest"):
+        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
     dst_shape = tuple(int(s) for s in dst_shape)
     xform = _snap_lattice(voxel_map(src_affine, dst_affine), array.shape, dst_shape)
     if dst_shape == tuple(array.shape) and np.array_equal(xform, np.eye(4)):
@@ -100,13 +103,21 @@ def resample_image(array: np.ndarray, src_affine: np.ndarray, dst_shape: Sequenc
         idx = torch.arange(start, min(start + chunk, out.numel()), dtype=torch.int64)
         ijk = (idx // (ny * nz), (idx // nz) % ny, idx % nz)
         del idx
-        corners = []
+        coords = []
         for a in range(3):
             coord = xf[a, 3] + sum(xf[a, d] * ijk[d] for d in range(3) if xf[a, d] != 0)
             if not isinstance(coord, torch.Tensor):  # an axis no output axis moves along
                 coord = torch.full((ijk[0].numel(),), float(coord), dtype=torch.float64)
-            corners.append(_lerp_index(coord, array.shape[a]))
-        acc = torch.zeros(ijk[0].numel(), dtype=torch.float64)
+            coords.append(coord)
+        del ijk
+        if mode == "nearest":
+            offset = sum(_nearest(coords[a], array.shape[a]) * strides[a] for a in range(3))
+            out_flat[start:start + offset.numel()] = flat[offset].float()
+            continue
+        corners = [_lerp_index(coords[a], array.shape[a]) for a in range(3)]
+        n = coords[0].numel()
+        del coords
+        acc = torch.zeros(n, dtype=torch.float64)
         for bits in range(8):
             offset, weight = 0, 1.0
             for a in range(3):
