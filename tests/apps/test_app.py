@@ -45,6 +45,7 @@ def test_info_lists_what_slicer_needs(make_app):
     assert info["labels"][-1] == "gallbladder"
 
 
+@pytest.mark.slow
 def test_conf_version_serves_an_older_version(make_app, coarse_network_dir, tmp_path):
     store = VersionStore(tmp_path / "m" / "arena")
     assert save_version(store, coarse_network_dir, "gallbladder") == "v001"
@@ -90,6 +91,7 @@ def test_train_without_labels_or_with_bad_options_is_4xx(make_app):
         app_without_labels.check_train("arena", {})
 
 
+@pytest.mark.slow
 def test_batch_infer_saves_every_mask_as_a_label(make_app, phantom_dir, tmp_path):
     import json
 

@@ -122,6 +122,7 @@ def _truth_label(phantom_dir: Path, name: str, series, tmp: Path) -> Path:
     return write_nifti(np.where(array == GALLBLADDER, 2, 0), series.affine, tmp / f"{name}-label.nii.gz")
 
 
+@pytest.mark.slow
 def test_lists_the_pacs_series_and_infers_on_their_grid(server, pacs):
     sample = server.client.next_sample("first", {})
     assert sample["id"] in pacs.series.values()
@@ -134,6 +135,7 @@ def test_lists_the_pacs_series_and_infers_on_their_grid(server, pacs):
     assert params["label_names"]["liver"] > 0
 
 
+@pytest.mark.slow
 def test_labels_go_to_the_pacs_as_seg_and_training_reads_them_back(server, pacs, phantom_dir, tmp_path):
     names = sorted(pacs.series)
     before = pacs.seg_series()

@@ -212,6 +212,7 @@ BAD_INPUTS: list[tuple[str, Request, int, str]] = [
 ]
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_4xx_with_a_message_and_change_nothing(server, phantom_dir, tmp_path):
     assert len(BAD_INPUTS) >= 30
     before = snapshot(server.studies, server.model_dir)
@@ -248,6 +249,7 @@ def _train_until_epoch(srv: Server, epoch: int, max_epochs: int = 200) -> None:
     pytest.fail(f"training did not reach epoch {epoch}")
 
 
+@pytest.mark.slow
 def test_kills_during_training_lose_nothing_and_concurrent_infers_succeed(server, phantom_dir, tmp_path):
     for name in IMAGES[:3]:
         label, affine = truth(phantom_dir, name)

@@ -309,6 +309,7 @@ def _spacing_image(srv: Server, spacing: float) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_attacks_are_refused_with_a_message_and_change_nothing(server, files):
     (server.root / "tmp-upload").mkdir(exist_ok=True)
     assert len(ATTACKS) >= 90
@@ -344,6 +345,7 @@ def test_attacks_are_refused_with_a_message_and_change_nothing(server, files):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.slow
 def test_legitimate_use_still_works_and_leaves_no_temp_files(server, files):
     """The same server still does its job: upload, label, infer on a datastore id and on an upload, a session,
     an export streamed without a file left behind."""
@@ -380,6 +382,7 @@ def test_legitimate_use_still_works_and_leaves_no_temp_files(server, files):
     assert leftover_temp(server) == temp_before
 
 
+@pytest.mark.slow
 def test_info_answers_quickly_while_an_inference_runs(server):
     """Inference runs off the event loop: /info/ stays under a second for the whole of an inference."""
     done: dict[str, float] = {}
@@ -405,6 +408,7 @@ def test_info_answers_quickly_while_an_inference_runs(server):
 
 
 # ---- the pieces, in-process --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_firewall_lets_listed_origins_and_non_browsers_through():
     from lib.compat.firewall import Firewall
 
@@ -423,6 +427,7 @@ def test_firewall_lets_listed_origins_and_non_browsers_through():
     assert wall.check(scope(None, "/datastore/label", b"tag=final%00"))[0] == 400
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["*", "viewer.example", "http://viewer.example/path", "ftp://x"])
 def test_cors_origins_conf_refuses_wildcards_and_paths(value, tmp_path):
     from lib.conf import AppConf
@@ -435,6 +440,7 @@ def test_cors_origins_conf_refuses_wildcards_and_paths(value, tmp_path):
         == ("http://a.example", "https://b.example:8443")
 
 
+@pytest.mark.slow
 def test_a_second_server_leaves_a_live_writers_stage_alone(tmp_path):
     from lib.versions import VersionStore
 
@@ -450,6 +456,7 @@ def test_a_second_server_leaves_a_live_writers_stage_alone(tmp_path):
     assert not (store.versions_dir / "v001" / ".owner").exists()
 
 
+@pytest.mark.slow
 def test_zip_symlink_members_are_refused(tmp_path):
     from lib.archives import extract_archive
 

@@ -87,6 +87,7 @@ def _wait_for_training(client: MONAILabelClient) -> dict:
     pytest.fail(f"training did not finish in {TRAIN_TIMEOUT} s: {client.train_status()}")
 
 
+@pytest.mark.slow
 def test_info_lists_both_models_and_the_trainer(server):
     info = server.client.info()
     assert {k: v["type"] for k, v in info["models"].items()} == {"foundation": "segmentation", "arena": "segmentation"}
@@ -95,6 +96,7 @@ def test_info_lists_both_models_and_the_trainer(server):
     assert "uncertainty" in info["strategies"] and "config" not in info
 
 
+@pytest.mark.slow
 def test_bad_requests_are_4xx_and_the_server_keeps_serving(server, phantom_dir, tmp_path):
     c = server.client
     checks = {
@@ -118,6 +120,7 @@ def test_bad_requests_are_4xx_and_the_server_keeps_serving(server, phantom_dir, 
     assert c.train_status(check_if_running=True) is False  # no task was submitted
 
 
+@pytest.mark.slow
 def test_foundation_infer_gives_a_named_mask_on_the_image_grid(server):
     result, params = server.client.infer("foundation", "phantom_004", {"result_extension": ".nrrd",
                                                                        "result_dtype": "uint8"})

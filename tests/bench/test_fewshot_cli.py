@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from arena_seg.bench.fewshot import user_data
 from arena_seg.cli import main
 
 
+@pytest.mark.slow
 def test_fewshot_writes_results_markdown_and_plots(tiny_default, tmp_path):
     out = tmp_path / "fewshot"
     argv = ["bench", "fewshot", "--quick", "--out", str(out), "--pool", "1", "--test", "1", "--spacing", "6",

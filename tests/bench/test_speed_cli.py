@@ -10,6 +10,7 @@ from arena_seg.bench.speed import _ratio, interleave
 from arena_seg.cli import main
 
 
+@pytest.mark.slow
 def test_speed_prints_and_writes_ratios(unet_dir, tmp_path, capsys):
     out = tmp_path / "speed"
     assert main(["bench", "speed", "--out", str(out), "--nets", str(unet_dir), "--size", "16", "--rank", "4",

@@ -21,6 +21,7 @@ def _finetune(phantom_dir: Path, out: Path, method: str, *extra: str) -> int:
                  "--device", "cpu", *extra])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_finetune_each_method_writes_a_model_that_predicts(phantom_dir, tiny_default, tmp_path, method):
     out = tmp_path / "run"
@@ -50,6 +51,7 @@ def test_finetune_each_method_writes_a_model_that_predicts(phantom_dir, tiny_def
     assert json.loads((tmp_path / "mask.json").read_text()) == {"gallbladder": 1}
 
 
+@pytest.mark.slow
 def test_arena_lambda_prunes_ranks_and_parameters(phantom_dir, tiny_default, tmp_path):
     out = tmp_path / "run"
     # λ so large that the summed thresholds lr·λ over the 4 steps exceed the gates: every rank must go
@@ -60,6 +62,7 @@ def test_arena_lambda_prunes_ranks_and_parameters(phantom_dir, tiny_default, tmp
     assert params["end"] < params["start"]
 
 
+@pytest.mark.slow
 def test_predict_default_foundation_keeps_grid_and_names(phantom_dir, tiny_default, tmp_path):
     image = sorted((phantom_dir / "images").glob("*.nii.gz"))[0]
     out = tmp_path / "sub" / "mask.nii.gz"
@@ -69,6 +72,7 @@ def test_predict_default_foundation_keeps_grid_and_names(phantom_dir, tiny_defau
     assert nib.load(out).shape == nib.load(image).shape
 
 
+@pytest.mark.slow
 def test_evaluate_scores_a_finetuned_model(phantom_dir, tiny_default, tmp_path, capsys):
     out = tmp_path / "run"
     assert _finetune(phantom_dir, out, "linear") == 0

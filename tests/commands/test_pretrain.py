@@ -20,6 +20,7 @@ def _pretrain(phantom_dir: Path, out: Path, *extra: str) -> int:
                  "--device", "cpu", *extra])
 
 
+@pytest.mark.slow
 def test_pretrain_continues_a_network_and_writes_its_card(phantom_dir, tiny_network_dir, tmp_path, capsys):
     out = tmp_path / "net"
     assert _pretrain(phantom_dir, out, "--init", str(tiny_network_dir)) == 0
@@ -38,6 +39,7 @@ def test_pretrain_continues_a_network_and_writes_its_card(phantom_dir, tiny_netw
     assert any(not trained[k].equal(start[k]) for k in start)  # it trained
 
 
+@pytest.mark.slow
 def test_pretrain_stops_at_the_time_limit(phantom_dir, tiny_network_dir, tmp_path):
     out = tmp_path / "net"
     assert _pretrain(phantom_dir, out, "--init", str(tiny_network_dir), "--time-limit", "0.0001") == 0

@@ -85,6 +85,7 @@ def test_torch_is_installed_first_with_the_pinned_build():
     assert {"torch==2.14.1", "torchvision==0.29.1"} <= set(first) <= pins | {"python", "-m", "pip", "install"}
 
 
+@pytest.mark.slow
 def test_the_entry_command_serves_and_the_healthcheck_sees_it(tmp_path):
     env_image = _env()
     workdir = Path(_one("WORKDIR"))

@@ -11,6 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pydicom
+import pytest
 import torch
 
 from arena_seg.cli import main
@@ -23,6 +24,7 @@ def test_round_robin_shares_cover_every_item_once():
     assert shares == [[0, 3, 6], [1, 4], [2, 5]]
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one_process(phantom_series, coarse_default, tmp_path):
     src = phantom_series / "dicom"
     inputs = ["--input", str(src / "phantom_000"), "--input", str(src / "phantom_001")]  # one series per rank

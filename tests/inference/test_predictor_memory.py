@@ -159,6 +159,7 @@ def test_labels_back_on_the_scan_equal_invertd(geometry, mode):
     assert len(np.unique(got)) >= 4
 
 
+@pytest.mark.slow
 def test_predictor_masks_equal_the_monai_pipeline(make_tiny_network, phantom_dir):
     from arena_seg.data.volumes import read_volume
 

@@ -16,6 +16,7 @@ REAL_CT = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-ct" / 
 pytestmark = pytest.mark.skipif(not (REAL_CT / "image.nii.gz").is_file(), reason="shared/data/real-ct is absent")
 
 
+@pytest.mark.slow
 def test_mask_on_the_real_scan_grid_in_any_orientation(tiny_default, tmp_path):
     src = nib.load(REAL_CT / "image.nii.gz")
     assert nib.aff2axcodes(src.affine) == ("R", "A", "S")
