@@ -194,4 +194,6 @@ def test_labels_go_to_the_pacs_as_seg_and_training_reads_them_back(server, pacs,
 
     mask_file, params = server.client.infer("arena", pacs.series[names[3]], {})
     assert read_volume(mask_file, "label").shape == read_dicom_series(pacs.files[names[3]]).array.shape
-    assert params["label_names"] == {"gallbladder": 1}
+    assert params["label_names"]["gallbladder"] == max(v for k, v in params["label_names"].items()
+                                                       if k != "gallbladder") + 1
+    assert set(params["versions"]) == {"gallbladder"}

@@ -91,7 +91,8 @@ def _wait_for_training(client: MONAILabelClient) -> dict:
 def test_info_lists_both_models_and_the_trainer(server):
     info = server.client.info()
     assert {k: v["type"] for k, v in info["models"].items()} == {"foundation": "segmentation", "arena": "segmentation"}
-    assert info["models"]["arena"]["labels"] == {"gallbladder": 1}
+    foundation = info["models"]["foundation"]["labels"]
+    assert info["models"]["arena"]["labels"] == {**foundation, "gallbladder": max(foundation.values()) + 1}
     assert {"max_epochs", "method", "rank", "lam", "lr", "val_split"} <= set(info["trainers"]["arena"]["config"])
     assert "uncertainty" in info["strategies"] and "config" not in info
 
@@ -164,8 +165,13 @@ def test_labels_train_infer_and_versions(server, phantom_dir, tmp_path):
     result, params = c.infer("arena", "phantom_004", {"result_extension": ".nrrd", "result_dtype": "uint8"})
     mask, image = read_volume(result, "label"), read_volume(server.studies / "phantom_004.nii.gz")
     assert mask.shape == image.shape and np.allclose(mask.affine, image.affine, atol=1e-3)
-    assert params["label_names"] == {"gallbladder": 1} and params["version"] == "v001"
-    score = dice(mask.array == 1, truth(phantom_dir, "phantom_004")[0] == GALLBLADDER)
+    # one label map: the foundation's organs and the learned gallbladder on the id after them
+    foundation = c.info()["models"]["foundation"]["labels"]
+    assert params["label_names"] == {**foundation, "gallbladder": max(foundation.values()) + 1}
+    assert params["version"] == "v001" and params["versions"] == {"gallbladder": "v001"}
+    assert set(np.unique(mask.array)) <= {0, *params["label_names"].values()}
+    score = dice(mask.array == params["label_names"]["gallbladder"],
+                 truth(phantom_dir, "phantom_004")[0] == GALLBLADDER)
     print(f"arena Dice on phantom_004 after 1 epoch of a random tiny network: {score:.3f}")
     assert 0.0 <= score <= 1.0
 
@@ -200,5 +206,6 @@ def test_labels_train_infer_and_versions(server, phantom_dir, tmp_path):
         assert result[image_id]["status"] == "done" and "gallbladder" in result[image_id]["volumes_ml"]
         stored = read_volume(server.studies / "labels" / "original" / f"{image_id}.nii.gz", "label")
         image = read_volume(server.studies / f"{image_id}.nii.gz")
-        assert stored.shape == image.shape and set(np.unique(stored.array)) <= {0, 1}
+        served = c.info()["models"]["arena"]["labels"]  # the foundation's organs and the learned one
+        assert stored.shape == image.shape and set(np.unique(stored.array)) <= {0, *served.values()}
     assert server_alive(server.url)

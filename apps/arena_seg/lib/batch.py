@@ -44,8 +44,10 @@ class ArenaBatchInfer(BatchInferTask):
         if model == "foundation":
             predictor, ref = self.models.foundation(device), "foundation"
         elif model == "arena":
-            predictor, version = self.models.arena(request.get("version"), device)
-            ref = f"arena/{version}"
+            from lib.infers.arena import request_pins
+
+            predictor = self.models.library(request_pins(request, self.models), device)
+            ref = "arena/" + ",".join(f"{o}={v}" for o, v in sorted(predictor.served.items()))
         else:
             raise InputError(f"unknown model {model!r} for batch infer; choose foundation or arena")
         image_ids = sorted(self.get_images(request, datastore))

@@ -6,8 +6,10 @@ import logging
 import threading
 from pathlib import Path
 
+from arena_seg.adapters.io import base_weights_sha256
 from arena_seg.inference.loading import load_model, network_dir
 from arena_seg.inference.predictor import Predictor
+from arena_seg.library import LibraryPredictor, OrganLibrary, output_ids
 from arena_seg.models.checkpoint import read_network_config
 from arena_seg.models.registry import default_model_dir, get_spec, list_foundations
 from lib.conf import AppConf, resolve_device
@@ -31,6 +33,8 @@ class ModelCache:
         self._lock = threading.Lock()
         self._foundation: dict[str, Predictor] = {}
         self._arena: dict[tuple[str, str], Predictor] = {}
+        self._library_versions: dict[str, dict[str, Predictor]] = {}  # device → {version id: merged network}
+        self._foundation_sha256: dict[tuple[str, ...], str] = {}
 
     def foundation_labels(self) -> dict[str, int]:
         """The foundation's {organ: mask value}, read without loading weights (for /info)."""
@@ -72,6 +76,44 @@ class ModelCache:
                 self._arena[key] = Predictor(model, spec, device=device, amp=True)
                 logger.info("loaded arena version %s on %s", version_id, device)
             return self._arena[key], version_id
+
+    def library(self, pins: dict[str, str] | None = None, device: str | None = None) -> LibraryPredictor:
+        """The foundation's organs plus every learned organ (latest good version each, or ``pins``)."""
+        self.versions.resolve(None)  # NoAdaptedModelError (409) before the first good run
+        device = resolve_device(device, self.conf.device)
+        foundation = self.foundation(device)
+        library = self.organ_library()
+        with self._lock:
+            cache = self._library_versions.setdefault(device, {})
+            known = {v.id for v in library.versions()}
+            for gone in set(cache) - known:
+                cache.pop(gone)
+            sha256 = self._served_sha256(foundation, library)
+            return LibraryPredictor(foundation, library, pins, foundation_sha256=sha256, cache=cache)
+
+    def organ_library(self) -> OrganLibrary:
+        """The library of this server's versions, its organs' ids recorded (configured organs first)."""
+        library = OrganLibrary(self.versions.root)
+        library.assign_ids(list(self.conf.labels))
+        return library
+
+    def library_labels(self) -> dict[str, int] | None:
+        """{organ: value} of infer `arena`'s label map, read without loading weights (None before a good run)."""
+        if self.versions.latest() is None:
+            return None
+        library = self.organ_library()
+        ids = library.ids()
+        return output_ids(self.foundation_labels(), {o: ids[o] for o in library.organs()})
+
+    def _served_sha256(self, foundation: Predictor, library: OrganLibrary) -> str | None:
+        """sha256 of the served foundation's weights, as adapters record it (their trainable head left out)."""
+        adapter = next((v.adapter for v in library.versions() if v.adapter), None)
+        if adapter is None:
+            return None
+        trainable = tuple(adapter["config"].get("trainable") or ())
+        if trainable not in self._foundation_sha256:
+            self._foundation_sha256[trainable] = base_weights_sha256(foundation.model, trainable)
+        return self._foundation_sha256[trainable]
 
     def arena_labels(self, version: str | None = None) -> dict[str, int] | None:
         """{organ: mask value} of a version (None before the first good run)."""

@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", action="append", default=None, metavar="DIR",
                    help="folder (searched recursively) or file; repeat for several")
     p.add_argument("--output", default=None, metavar="DIR", help="output folder (created)")
-    p.add_argument("--model", default="default", help="default, a foundation name, or a model/version folder")
+    p.add_argument("--model", default="default",
+                   help="default, a foundation name, a model/version folder, or library:DIR (an organ library)")
     p.add_argument("--checkpoint", default=None, help="weights for fseft-swinunetr / monai-wholebody")
     p.add_argument("--labels", default=None, metavar="NAME,...", help="keep only these organs of the model")
     p.add_argument("--format", default="nifti,seg", help="nifti, seg or nifti,seg (default nifti,seg)")

@@ -11,7 +11,8 @@ from arena_seg.errors import InputError
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment a CT volume", description=__doc__)
-    p.add_argument("--model", default="default", help="default, a foundation name, or a run folder (default: default)")
+    p.add_argument("--model", default="default",
+                   help="default, a foundation name, a run folder, or library:DIR (an organ library)")
     p.add_argument("--checkpoint", default=None, help="weights for fseft-swinunetr / monai-wholebody")
     p.add_argument("--image", required=True, help="CT volume (.nii.gz, .nrrd, .mha)")
     p.add_argument("--out", required=True, help="output mask FILE.nii.gz (label map written as FILE.json)")
@@ -28,15 +29,14 @@ def predict_file(image_path: str | Path, out: str | Path, *, model: str = "defau
                  device: str = "auto") -> Path:
     """Segment ``image_path`` with ``model`` into the NIfTI mask ``out`` (label map beside it); returns ``out``."""
     from arena_seg.data.volumes import read_volume
-    from arena_seg.inference.loading import load_model
-    from arena_seg.inference.predictor import Predictor, write_mask
+    from arena_seg.inference.loading import load_predictor
+    from arena_seg.inference.predictor import write_mask
 
     if not str(out).endswith(".nii.gz"):
         raise InputError(f"--out {out}: the mask is written as NIfTI; end the name with .nii.gz")
     image = read_volume(image_path)  # fails early, with one line, on a missing, corrupt or non-3-D file
-    network, spec = load_model(model, checkpoint)
+    predictor = load_predictor(model, checkpoint, device)
     start = time.perf_counter()
-    predictor = Predictor(network, spec, device=device)
     mask = predictor.predict_array(image.array, image.affine)
     if mask.shape != image.shape:
         raise RuntimeError(f"mask shape {mask.shape} differs from image shape {image.shape}")

@@ -89,12 +89,10 @@ class BatchRunner:
 
     @classmethod
     def from_model(cls, ref: str = "default", checkpoint: str | None = None, device: str = "auto", **kwargs):
-        """Load the model once (``load_model``) and wrap it."""
-        from arena_seg.inference.loading import load_model
-        from arena_seg.inference.predictor import Predictor
+        """Load the model once (``load_predictor``: a model, or ``library:DIR``) and wrap it."""
+        from arena_seg.inference.loading import load_predictor
 
-        model, spec = load_model(ref, checkpoint)
-        return cls(Predictor(model, spec, device=device), model_ref=str(ref), **kwargs)
+        return cls(load_predictor(ref, checkpoint, device), model_ref=str(ref), **kwargs)
 
     @property
     def fingerprint(self) -> dict:

@@ -30,3 +30,22 @@ def load_model(ref: str, checkpoint: str | None = None) -> tuple[nn.Module, Foun
         raise InputError(f"model {ref} holds no network.json; give a folder written by `arena-seg finetune` or "
                          f"`arena-seg pretrain`, or one of: {', '.join(list_foundations())}")
     raise InputError(f"unknown model {ref!r}; give one of {', '.join(list_foundations())} or a model folder")
+
+
+LIBRARY_PREFIX = "library:"
+
+
+def load_predictor(ref: str, checkpoint: str | None = None, device: str = "auto"):
+    """A Predictor for ``ref``: a model as :func:`load_model` takes it, or ``library:DIR``, an organ library (the
+    foundation's organs plus every learned organ, :mod:`arena_seg.library`)."""
+    from arena_seg.inference.predictor import Predictor
+
+    if not str(ref).startswith(LIBRARY_PREFIX):
+        model, spec = load_model(ref, checkpoint)
+        return Predictor(model, spec, device=device)
+    from arena_seg.library import LibraryPredictor, OrganLibrary, library_foundation
+
+    library = OrganLibrary(str(ref)[len(LIBRARY_PREFIX):])
+    foundation_ref = library_foundation(library)
+    model, spec = load_model(foundation_ref, checkpoint)
+    return LibraryPredictor(Predictor(model, spec, device=device), library)

@@ -1,0 +1,20 @@
+"""The organ library: every good run on one foundation network, served together (:mod:`.store`, :mod:`.combine`)."""
+
+from __future__ import annotations
+
+from arena_seg.errors import InputError
+from arena_seg.library.combine import LibraryPredictor, output_ids
+from arena_seg.library.store import OrganLibrary, Version, check_foundation
+
+__all__ = ["LibraryPredictor", "OrganLibrary", "Version", "check_foundation", "library_foundation", "output_ids"]
+
+
+def library_foundation(library: OrganLibrary) -> str:
+    """The foundation network the library's versions were trained from (as ``--model`` names it)."""
+    versions = library.versions()
+    if not versions:
+        raise InputError(f"{library.root} holds no finished version (versions/vNNN with manifest.json and network/)")
+    refs = {str(v.manifest.get("foundation_ref") or v.manifest.get("foundation") or "") for v in versions}
+    if len(refs) != 1 or "" in refs:
+        raise InputError(f"{library.root}: versions name foundations {sorted(refs)}; a library has one")
+    return refs.pop()
