@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from app_support import APP_DIR, GALLBLADDER, VENV_BIN, running, server_env, truth, write_nifti
 from monailabel.client import MONAILabelClient
 
@@ -133,6 +134,10 @@ def test_lists_the_pacs_series_and_infers_on_their_grid(server, pacs):
     assert mask.shape == source.array.shape
     np.testing.assert_allclose(mask.affine, source.affine, atol=1e-3)
     assert params["label_names"]["liver"] > 0
+    # the DICOMweb proxy (OHIF's way to the PACS) stays on the event loop and answers on a DICOMweb datastore
+    answer = requests.get(f"{server.url}/proxy/dicom/qido/series", timeout=60)
+    assert answer.status_code == 200, answer.text[:300]
+    assert {s["0020000E"]["Value"][0] for s in answer.json()} >= set(pacs.series.values())
 
 
 @pytest.mark.slow

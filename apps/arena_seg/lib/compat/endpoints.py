@@ -146,7 +146,7 @@ def install_endpoints(max_extract_bytes: int) -> None:
 
     serial = anyio.CapacityLimiter(1)
     for route in _api_routes(app.router.routes):
-        if not route.endpoint.__module__.startswith("monailabel.endpoints"):
+        if not route.endpoint.__module__.startswith("monailabel.endpoints") or _truly_async(route.endpoint):
             continue
         call = route.endpoint
         if getattr(call, "_arena_threaded", False) or not asyncio.iscoroutinefunction(call):
@@ -155,6 +155,17 @@ def install_endpoints(max_extract_bytes: int) -> None:
         # FastAPI builds the served route from ``endpoint`` (its signature read through __wrapped__)
         route.endpoint = route.dependant.call = _threaded(call, limiter)
     logger.info("endpoints run in worker threads, each request in its own temporary folder")
+
+
+def _truly_async(endpoint: Callable) -> bool:
+    """Endpoints that await the request itself (the DICOMweb proxy reads the body, streams the PACS's answer):
+    they belong on the event loop, and block nothing there."""
+    import inspect
+
+    from starlette.requests import Request
+
+    return endpoint.__module__ == "monailabel.endpoints.proxy" or any(
+        p.annotation in (Request, "Request") for p in inspect.signature(endpoint).parameters.values())
 
 
 def _api_routes(routes: list) -> list:
