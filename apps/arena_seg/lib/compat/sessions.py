@@ -89,7 +89,8 @@ def download_dataset(limit_cases: int | None = None) -> StreamingResponse:
         for image_id, image, label in pairs:
             zf.write(image, f"images/{os.path.basename(image)}")
             zf.write(label, f"labels/{os.path.basename(label)}")
-            zf.writestr(f"metadata/{image_id}.json", _json({"image": datastore.get_image_info(image_id),
+            info = {k: v for k, v in datastore.get_image_info(image_id).items() if k != "path"}  # no server paths
+            zf.writestr(f"metadata/{image_id}.json", _json({"image": info,
                                                             "label": datastore.get_label_info(image_id, final)}))
     archive.seek(0)
     return StreamingResponse(_chunks(archive), media_type="application/zip",
