@@ -49,6 +49,7 @@ def test_user_data_holds_out_the_last_volumes(phantom_dir):
     assert [p["id"] for p in data.test] == ["phantom_004", "phantom_005"] and len(data.pool) == 4
 
 
+@pytest.mark.slow
 def test_cpu_preset_resumes_run_by_run(tiny_default, tmp_path):
     out = tmp_path / "cpu"
     argv = ["bench", "fewshot", "--preset", "cpu", "--out", str(out), "--pool", "1", "--test", "1", "--spacing", "6",

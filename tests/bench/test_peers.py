@@ -18,6 +18,7 @@ def _support(phantom_dir, n):
     return [{"image": str(phantom_dir / "images" / f), "label": str(phantom_dir / "labels" / f)} for f in names]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["peft-lora", "peft-adalora"])
 def test_peer_trains_through_the_engine_on_the_same_layers(phantom_dir, tiny_network_dir, kind):
     model, spec = load_model(str(tiny_network_dir))
