@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 from app_support import APP_DIR, GALLBLADDER, app_class, save_version, truth, write_nifti
 from fastapi import HTTPException
@@ -11,6 +12,7 @@ from lib.conf import AppConf
 from lib.versions import VersionStore
 from monailabel.config import settings
 
+from arena_seg.data.volumes import read_volume
 from arena_seg.errors import InputError
 
 
@@ -35,7 +37,8 @@ def test_info_lists_what_slicer_needs(make_app):
     assert "config" not in info  # Slicer refuses servers whose /info has a top-level config
     assert {k: v["type"] for k, v in info["models"].items()} == {"foundation": "segmentation", "arena": "segmentation"}
     assert info["models"]["foundation"]["labels"]["liver"] == 1
-    assert info["models"]["arena"]["labels"] == {"gallbladder": 1}  # before training: the organs to draw
+    # before training: the foundation's organs and the organs to draw, on the ids they will keep
+    assert info["models"]["arena"]["labels"] == {**info["models"]["foundation"]["labels"], "gallbladder": 7}
     assert "no adapted model yet" in info["models"]["arena"]["description"]
     assert info["models"]["arena"]["config"]["version"] == ["latest"]
     config = info["trainers"]["arena"]["config"]
@@ -46,20 +49,33 @@ def test_info_lists_what_slicer_needs(make_app):
 
 
 @pytest.mark.slow
-def test_conf_version_serves_an_older_version(make_app, coarse_network_dir, tmp_path):
+def test_infer_arena_serves_every_learned_organ_with_pins(make_app, coarse_network_dir, tmp_path):
     store = VersionStore(tmp_path / "m" / "arena")
     assert save_version(store, coarse_network_dir, "gallbladder") == "v001"
     assert save_version(store, coarse_network_dir, "pancreas") == "v002"
+    assert save_version(store, coarse_network_dir, "gallbladder") == "v003"
     app = make_app(version="v001")
-    assert app.info()["models"]["arena"]["config"]["version"] == ["v001", "latest", "v002"]
-    assert app.info()["models"]["arena"]["labels"] == {"gallbladder": 1}
-    result = app.infer({"model": "arena", "image": "phantom_000"})
-    assert result["params"]["version"] == "v001" and result["params"]["label_names"] == {"gallbladder": 1}
+    assert app.info()["models"]["arena"]["config"]["version"] == ["v001", "latest", "v003", "v002"]
+    base = {"liver": 1, "spleen": 2, "kidney_right": 3, "kidney_left": 4, "aorta": 5, "stomach": 6}
+    expected = {**base, "gallbladder": 7, "pancreas": 8}  # --conf labels first, then in the order learned
+    assert app.info()["models"]["arena"]["labels"] == expected
+    assert [(e["organ"], e["version"]) for e in app.info()["models"]["arena"]["organ_library"]] == [
+        ("gallbladder", "v003"), ("pancreas", "v002")]
+    result = app.infer({"model": "arena", "image": "phantom_000"})  # --conf version v001 pins gallbladder
+    assert result["params"]["versions"] == {"gallbladder": "v001", "pancreas": "v002"}
+    assert result["params"]["label_names"] == expected
+    mask = read_volume(result["file"], "label").array
+    assert set(np.unique(mask)) <= {0, *expected.values()}
     result = app.infer({"model": "arena", "image": "phantom_000", "version": "latest"})
-    assert result["params"]["version"] == "v002" and result["params"]["label_names"] == {"pancreas": 1}
+    assert result["params"]["versions"] == {"gallbladder": "v003", "pancreas": "v002"}
+    result = app.infer({"model": "arena", "image": "phantom_000", "version": "latest", "versions": "gallbladder=v001"})
+    assert result["params"]["versions"] == {"gallbladder": "v001", "pancreas": "v002"}
     with pytest.raises(HTTPException) as err:
         app.infer({"model": "arena", "image": "phantom_000", "version": "v009"})
-    assert err.value.status_code == 404 and "v001, v002" in err.value.detail
+    assert err.value.status_code == 404 and "v001, v002, v003" in err.value.detail
+    with pytest.raises(HTTPException) as err:
+        app.infer({"model": "arena", "image": "phantom_000", "versions": {"pancreas": "v001"}})
+    assert err.value.status_code == 400 and "no version 'v001'" in err.value.detail
 
 
 @pytest.mark.parametrize("request_, status, message", [
