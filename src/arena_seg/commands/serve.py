@@ -56,6 +56,9 @@ def server_command(args: argparse.Namespace, studies: Path) -> tuple[list[str], 
     conf = [list(pair) for pair in args.conf]
     if (studies / PHANTOM_MARKER).is_file() and not any(k == "labels" for k, _ in conf):
         conf.append(["labels", DEMO_ORGAN])
+    if "site-packages" in app.parts and not any(k == "model_dir" for k, _ in conf):
+        # an installed app's own folder is no place for versions: keep them beside the studies
+        conf.append(["model_dir", str(studies.resolve().parent / f"{studies.name}-model")])
     cmd = [str(exe), "start_server", "--app", str(app), "--studies", str(studies.resolve()), "--host", args.host,
            "--port", str(args.port)]
     for key, value in conf:
