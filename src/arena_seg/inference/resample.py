@@ -9,6 +9,7 @@ slab as the sliding window finishes them, without any per-class volume at full r
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -94,6 +95,9 @@ def resample_image(array: np.ndarray, src_affine: np.ndarray, dst_shape: Sequenc
     xform = _snap_lattice(voxel_map(src_affine, dst_affine), array.shape, dst_shape)
     if dst_shape == tuple(array.shape) and np.array_equal(xform, np.eye(4)):
         return torch.from_numpy(np.asarray(array, dtype=np.float32))
+    order = _axis_order(xform)
+    if order is not None:
+        return _resample_separable(array, xform, order, dst_shape, chunk, mode)
     flat, strides = _flat(array)
     xf = torch.as_tensor(xform, dtype=torch.float64)
     out = torch.empty(dst_shape, dtype=torch.float32)
@@ -127,6 +131,51 @@ def resample_image(array: np.ndarray, src_affine: np.ndarray, dst_shape: Sequenc
                 weight = weight * (w1 if hi else 1.0 - w1)
             acc += weight * flat[offset].double()
         out_flat[start:start + acc.numel()] = acc.float()
+    return out
+
+
+def _resample_separable(array: np.ndarray, xform: np.ndarray, order: tuple[int, int, int],
+                        dst_shape: tuple[int, ...], chunk: int, mode: str) -> torch.Tensor:
+    """:func:`resample_image` for an axis-aligned map (src axis a follows dst axis ``order[a]``): trilinear
+    interpolation is three linear ones in turn (the same float64 sums in another order), so each output slab
+    along dst axis 0 reads two scan slices per row instead of gathering 8 corners per voxel (~5× less CPU)."""
+    if any(st < 0 for st in array.strides):  # torch cannot view a reversed numpy array
+        array = np.ascontiguousarray(array)
+    with warnings.catch_warnings():  # a read-only memory map is only ever read here
+        warnings.simplefilter("ignore", UserWarning)
+        src = torch.from_numpy(array)
+    axes = []
+    for a in range(3):
+        d = order[a]
+        coord = xform[a, d] * torch.arange(dst_shape[d], dtype=torch.float64) + xform[a, 3]
+        if mode == "nearest":
+            i = _nearest(coord, array.shape[a])
+            axes.append((i, i, None))
+        else:
+            axes.append(_lerp_index(coord, array.shape[a]))
+    first = order.index(0)  # the scan axis that dst axis 0 runs along
+    plane = int(np.prod([array.shape[a] for a in range(3) if a != first]))
+    step = max(1, chunk // max(plane, 1))
+    # dst axes of the interpolated block, whose axes are the scan's: permute them into dst order at the end
+    perm = tuple(int(np.argsort(order)[d]) for d in range(3))
+    out = torch.empty(dst_shape, dtype=torch.float32)
+    for r0 in range(0, dst_shape[0], step):
+        r1 = min(r0 + step, dst_shape[0])
+        block = None
+        for a in (first, *[a for a in range(3) if a != first]):
+            i0, i1, w1 = axes[a]
+            if a == first:
+                i0, i1, w1 = i0[r0:r1], i1[r0:r1], None if w1 is None else w1[r0:r1]
+            base = src if block is None else block
+            lo = base.index_select(a, i0)
+            if w1 is None:  # nearest: the voxel itself
+                block = lo if block is not None else lo.to(torch.float64)
+                continue
+            shape = [1, 1, 1]
+            shape[a] = -1
+            w = w1.view(shape)
+            block = lo.double() * (1.0 - w) + base.index_select(a, i1).double() * w
+        out[r0:r1] = block.permute(perm).float()
     return out
 
 
