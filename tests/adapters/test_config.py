@@ -8,9 +8,9 @@ from arena_seg.adapters import ArenaConfig, lora_config
 
 def test_defaults():
     c = ArenaConfig()
-    assert (c.rank, c.lam, c.alpha, c.gate_init, c.prox) == (16, 0.5, None, 1.0, "lr")
+    assert (c.rank, c.lam, c.alpha, c.gate_init, c.prox) == (16, 1e-5, None, 1.0, "adam")
     assert (c.gate_lr_mult, c.gate_optimizer, c.lam_warmup, c.lam_ramp, c.min_rank, c.refit) == (
-        10.0, "adamw", 0.0, 0.0, 0, 0.0)
+        10.0, "adamw", 0.1, 0.3, 1, 0.1)
     assert c.targets == (r"qkv$",) and c.trainable == ()
     assert c.scale == 1.0
     assert ArenaConfig(rank=8, alpha=16).scale == 2.0

@@ -18,7 +18,9 @@ GATES = [0.5, -0.5, 0.05, -0.02, 0.0, 1.0, -0.1]
 
 def _model(prox: str = "lr", lam: float = 1.0) -> nn.Sequential:
     model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
-    inject(model, ArenaConfig(rank=len(GATES), lam=lam, prox=prox, targets=(r"^\d$",)))
+    # the plain soft threshold: no min_rank floor, no schedule
+    inject(model, ArenaConfig(rank=len(GATES), lam=lam, prox=prox, targets=(r"^\d$",), min_rank=0, lam_warmup=0.0,
+                              lam_ramp=0.0, refit=0.0))
     with torch.no_grad():
         for layer in model:
             layer.gate.copy_(torch.tensor(GATES))

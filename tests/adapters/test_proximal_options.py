@@ -13,7 +13,8 @@ from arena_seg.training import methods
 
 def _layer(gates: list[float], **options) -> nn.Sequential:
     model = nn.Sequential(nn.Linear(4, 4))
-    inject(model, ArenaConfig(rank=len(gates), targets=(r"^0$",), **options))
+    plain = {"prox": "lr", "min_rank": 0, "lam_warmup": 0.0, "lam_ramp": 0.0, "refit": 0.0}  # each test adds one
+    inject(model, ArenaConfig(rank=len(gates), targets=(r"^0$",), **{**plain, **options}))
     with torch.no_grad():
         model[0].gate.copy_(torch.tensor(gates))
     return model

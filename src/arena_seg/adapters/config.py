@@ -37,7 +37,7 @@ class ArenaConfig:
     Attributes:
         rank: initial rank ``r`` of every adapter (default 16). ``scale`` is fixed at injection and is
             *not* changed when ranks are pruned, so pruning never alters the function.
-        lam: l1 weight ``λ`` on the gates (default 0.5, must be >= 0). ``0`` gives fixed-rank LoRA. Its unit
+        lam: l1 weight ``λ`` on the gates (default 1e-5, must be >= 0). ``0`` gives fixed-rank LoRA. Its unit
             depends on ``prox``: a sign-consistency threshold for ``"lr"`` under Adam, loss units for ``"adam"``
             and for ``gate_optimizer="sgd"``.
         alpha: numerator of the scale (default None: ``alpha = rank``, scale 1).
@@ -49,34 +49,40 @@ class ArenaConfig:
             zero-initialised ``B`` would receive no gradient and never move).
         prox: threshold of the proximal step after each optimizer step: ``"lr"`` soft-thresholds by ``lr * λ``
             (proximal gradient in the Euclidean metric); ``"fixed"`` by ``λ`` whatever the lr, as SoRA's code does;
-            ``"adam"`` by ``lr * λ / (sqrt(v_hat) + eps)`` per gate, the proximal step in Adam's own diagonal
+            ``"adam"`` (default) by ``lr * λ / (sqrt(v_hat) + eps)`` per gate, the proximal step in Adam's own diagonal
             metric (``v_hat`` the optimizer's bias-corrected ``exp_avg_sq``), so a gate dies only when
             ``|dL/dg| < λ`` on average rather than when its gradient's sign wavers.
         gate_lr_mult: gates learn at the adapters' lr times this (default 10).
         gate_optimizer: ``"adamw"`` (default: gates in the adapters' AdamW, own group) or ``"sgd"`` (plain
             proximal SGD on the gates: ``g <- prox(g - lr_g * grad)``, so the step is proportional to the
             gradient and ``λ`` is in the loss's units).
-        lam_warmup: fraction of the optimizer steps with ``λ = 0`` at the start (SoRA-style warm-up, default 0).
-        lam_ramp: fraction of the steps, after the warm-up, over which ``λ`` rises linearly to its value (default 0).
-        min_rank: no layer is pruned below this rank (default 0): the ``min_rank`` largest gates of each layer
+        lam_warmup: fraction of the optimizer steps with ``λ = 0`` at the start (SoRA-style warm-up, default 0.1).
+        lam_ramp: fraction of the steps, after the warm-up, over which ``λ`` rises linearly to its value (default 0.3).
+        min_rank: no layer is pruned below this rank (default 1): the ``min_rank`` largest gates of each layer
             are not shrunk (a trimmed l1 penalty), so a layer keeps them unless training itself zeroes them.
-        refit: fraction of the steps at the end with the support frozen (default 0): no shrinkage, and gates
+        refit: fraction of the steps at the end with the support frozen (default 0.1): no shrinkage, and gates
             already zero stay zero, so the surviving ranks refit without the l1 bias.
     """
 
     rank: int = 16
-    lam: float = 0.5
+    #: in the loss's units under prox="adam": the gates' mean |dL/dg| on the default network ran from 1e-7 (deep
+    #: qkv) to 3e-4 (last decoder conv) after 2 epochs; 1e-5 matched LoRA's Dice on validation phantoms while
+    #: pruning the layers with the smallest gradients (README: choosing ARENA's defaults)
+    lam: float = 1e-5
     alpha: float | None = None
     targets: tuple[str, ...] = (r"qkv$",)
     trainable: tuple[str, ...] = ()
     gate_init: float = 1.0
-    prox: str = "lr"
+    #: "lr" (the former default) prunes by the sign consistency of a gate's gradient, whatever its size, and lost
+    #: 0.02-0.2 Dice to LoRA in every measurement; "adam" prunes by how much a rank matters to the loss
+    prox: str = "adam"
     gate_lr_mult: float = 10.0
     gate_optimizer: str = "adamw"
-    lam_warmup: float = 0.0
-    lam_ramp: float = 0.0
-    min_rank: int = 0
-    refit: float = 0.0
+    #: B starts at 0, so every gate's gradient starts near 0: no penalty until the adapters have learned something
+    lam_warmup: float = 0.1
+    lam_ramp: float = 0.3
+    min_rank: int = 1  #: no layer is pruned away entirely
+    refit: float = 0.1  #: the last 10 % of the steps refit the surviving ranks without shrinkage
 
     def __post_init__(self) -> None:
         if isinstance(self.rank, bool) or not isinstance(self.rank, numbers.Integral) or self.rank < 1:
