@@ -34,3 +34,17 @@ def test_training_rows_cache_the_same_tensors(scan_and_label):
 def test_clinical_label_is_a_label_map(scan_and_label):
     values = nib.load(scan_and_label[1]).get_fdata()
     assert values.min() == 0 and values.max() > 1 and (values == values.round()).all()
+
+
+def test_prediction_rows_before_and_after(scan_and_label):
+    """A job as run_memory writes it (sw_batch_size None: each pipeline's own) gives a row per pipeline with the
+    time inside the network and CPU time; the masks agree."""
+    image, _ = scan_and_label
+    rows = {p: measure({"model": "default", "path": image, "pipeline": p, "threads": 1, "checkpoint": None,
+                        "sw_batch_size": None}) for p in ("before", "after")}
+    assert rows["before"]["sw_batch_size"] == 2 and rows["after"]["sw_batch_size"] == 1
+    for row in rows.values():
+        assert 0 <= row["network_s"] <= row["predict_s"] and row["cpu_s"] >= 0
+        assert row["peak_rss_mb"] >= row["loaded_rss_mb"] > 0
+    before, after = rows["before"]["mask_counts"], rows["after"]["mask_counts"]
+    assert sum(abs(a - b) for a, b in zip(before, after, strict=True)) <= 0.001 * 48 * 40 * 36

@@ -132,7 +132,7 @@ def measure(job: dict) -> dict:
         torch.cuda.reset_peak_memory_stats(predictor.device)
     cpu0, t0 = _cpu(), time.perf_counter()
     if job["pipeline"] == "before":
-        mask = legacy_predict(predictor, volume.array, volume.affine, sw_batch_size=int(job.get("sw_batch_size", 2)))
+        mask = legacy_predict(predictor, volume.array, volume.affine, sw_batch_size=int(job.get("sw_batch_size") or 2))
     else:
         if job.get("sw_batch_size"):
             predictor.sw_batch_size = int(job["sw_batch_size"])
