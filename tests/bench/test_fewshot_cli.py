@@ -60,7 +60,9 @@ def test_cpu_preset_resumes_run_by_run(tiny_default, tmp_path):
     assert first["preset"]["name"] == "cpu" and first["preset"]["lam"] is None
     arena_file, lora_file = out / "runs" / "arena-r2-k1-s0.json", out / "runs" / "lora-r2-k1-s0.json"
     kept = json.loads(arena_file.read_text())
-    assert kept["arena"]["lam"] == 0.5 and kept["epochs_run"] == 1  # ARENA's defaults; ⌈1 step / 1 shot⌉ epochs
+    from arena_seg.adapters import ArenaConfig
+
+    assert kept["arena"]["lam"] == ArenaConfig().lam and kept["epochs_run"] == 1  # ARENA's defaults; ⌈1/1⌉ epochs
     lora_file.unlink()  # as if the benchmark had been stopped during the LoRA run
     assert main(argv) == 2  # results exist: neither --resume nor --force
     assert main(argv + ["--resume"]) == 0

@@ -73,7 +73,7 @@ class Preset:
     epochs: int
     num_samples: int  # patches per support volume per epoch
     lr: float = 2e-3
-    lam: float | None = 1.0  # ARENA's λ; None: the ArenaConfig default (the app's and CLI's)
+    lam: float | None = None  # ARENA's λ; None: the ArenaConfig default (the app's and CLI's)
     spacing: float = 3.0  # phantom voxel size (mm)
     pool: int = 10  # phantom volumes the support sets are drawn from
     test: int = 10  # held-out volumes every run is scored on
