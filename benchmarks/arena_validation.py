@@ -86,13 +86,13 @@ def probe(base, spec, organs, support) -> None:
 
 def table(out: Path) -> None:
     """One row per run file: variant, seed, Dice, parameters kept, ranks per layer, time."""
-    print("| variant | options | seed | Dice novel | Dice liver | params start → end | ranks (qkv 1-4; decoder 5→1) "
-          "| train s |\n|---|---|---|---|---|---|---|---|")
+    print("| organ | variant | options | seed | Dice novel | Dice liver | params start → end | ranks (qkv 1-4; decoder "
+          "5→1) | train s |\n|---|---|---|---|---|---|---|---|---|")
     for path in sorted(out.glob("*-s*.json")):
         r = json.loads(path.read_text())
         opts = ", ".join(f"{k} {v}" for k, v in r["options"].items() if k != "method") or r["options"]["method"]
         novel = next(v for k, v in r["dice"].items() if k != "liver")
-        print(f"| {r['variant']} | {opts} | {r['seed']} | {novel:.3f} | {r['dice']['liver']:.3f} | "
+        print(f"| {r['organ']} | {r['variant']} | {opts} | {r['seed']} | {novel:.3f} | {r['dice']['liver']:.3f} | "
               f"{r['params_start']:,} → {r['params_end']:,} | {' '.join(str(v) for v in r['ranks'].values())} | "
               f"{r['train_seconds']:.0f} |")
 
