@@ -7,7 +7,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from .report import _mean, group_dice
+from .stats import group_dice
+from .stats import mean as _mean
 
 
 def bootstrap_ci(values: list[float], reps: int = 10_000, seed: int = 0) -> tuple[float, float] | None:

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
 from arena_seg import files
+
+from .paired import comparison_markdown
+from .stats import group_dice
+from .stats import mean as _mean
+from .stats import sd as _sd
 
 
 def write_json(path: Path, data: dict) -> None:
     """Write atomically (:func:`arena_seg.files.write_json`), so a reader never sees half a file; NaN refused."""
     files.write_json(path, data, indent=1, allow_nan=False, default=str)
-
-
-def _mean(values: list) -> float | None:
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    return float(np.mean(vals)) if vals else None
-
-
-def _sd(values: list) -> float | None:
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    return float(np.std(vals, ddof=1)) if len(vals) > 1 else None
-
-
-def group_dice(run: dict, organs: dict[str, str], group: str | None) -> float | None:
-    """Mean Dice of one run over the organs of ``group`` (base | novel | None = all)."""
-    return _mean([d for o, d in run["dice"].items() if group is None or organs.get(o) == group])
 
 
 def summarize(results: dict) -> list[dict]:
@@ -123,8 +110,6 @@ def fewshot_markdown(results: dict) -> str:
         rows.append(cells)
     lines += ["## Mean Dice by method and shots", ""] + _table(header, rows) + [""]
     lines += ["Trainable parameters at the end count only the ranks left after pruning (ARENA, AdaLoRA).", ""]
-    from .paired import comparison_markdown  # here: paired imports this module's helpers
-
     lines += comparison_markdown(results)
     organ_names = list(organs)
     rows = [[r["method"], str(r["k"])] + [_fmt(r["organ_dice"][o]) for o in organ_names] for r in summary]
