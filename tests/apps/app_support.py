@@ -168,17 +168,21 @@ class Server:
         """Signal the server and its training subprocesses (one process group) and wait for the server."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=60)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # a graceful stop still finishing queued inferences
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=60)
         time.sleep(0.5)  # the killed group's children go too
 
     def get(self, path: str, **kw) -> requests.Response:
-        return requests.get(self.url + path, timeout=120, **kw)
+        return requests.get(self.url + path, **{"timeout": 120, **kw})
 
     def post(self, path: str, **kw) -> requests.Response:
-        return requests.post(self.url + path, timeout=120, **kw)
+        return requests.post(self.url + path, **{"timeout": 120, **kw})
 
     def put(self, path: str, **kw) -> requests.Response:
-        return requests.put(self.url + path, timeout=120, **kw)
+        return requests.put(self.url + path, **{"timeout": 120, **kw})
 
     def train_state(self) -> str:
         body = self.get("/train/", params={"check_if_running": "false"}).json()
