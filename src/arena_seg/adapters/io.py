@@ -18,6 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from arena_seg.files import atomic_write, write_json
+
 from .. import __version__
 from .config import ArenaConfig
 from .model import arena_layers, inject, tensor_roles
@@ -106,7 +108,7 @@ def save_adapter(
             if is_trainable:
                 trainable_keys.append(name)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(weights_path), metadata={"format": FORMAT})
+    atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
 
     manifest = {
         "format": FORMAT,
@@ -121,7 +123,7 @@ def save_adapter(
         "trainable_keys": trainable_keys,
         "metadata": metadata,
     }
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    write_json(manifest_path, manifest)
     return manifest
 
 

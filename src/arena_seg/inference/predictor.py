@@ -43,8 +43,10 @@ class Predictor:
         sw_batch_size: int | None = None,
         interpolation: str = "auto",
     ) -> None:
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if isinstance(device, str):
+            from arena_seg.devices import resolve_device
+
+            device = resolve_device(device)
         if interpolation not in ("auto", "linear", "nearest"):
             raise ValueError(f"interpolation must be auto, linear or nearest, got {interpolation!r}")
         self.device = torch.device(device)

@@ -47,9 +47,10 @@ class FinetuneResult:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """The training device (:func:`arena_seg.devices.resolve_device`: an absent GPU refused with one line)."""
+    from arena_seg.devices import resolve_device
+
+    return resolve_device(name)
 
 
 def finetune(

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from arena_seg import __version__, adapters
+from arena_seg.files import write_json
 from arena_seg.models.registry import FoundationSpec, save_network
 from arena_seg.training.config import FinetuneConfig
 from arena_seg.training.engine import FinetuneResult, merged_copy
@@ -67,5 +68,5 @@ def save_run(
     save_network(merged, folder / "network", name=new_spec.name, arch=new_spec.arch, labels=new_spec.labels,
                  preprocessing=new_spec.preprocessing, targets=new_spec.targets, head=new_spec.head,
                  metadata={"method": config.method, "data_ids": list(data_ids)})
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    write_json(folder / "manifest.json", manifest, default=str)
     return manifest
