@@ -28,7 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lam", type=float, default=d.lam, help=f"l1 weight on the gates (default {d.lam})")
     p.add_argument("--gate-lr-mult", type=float, default=d.gate_lr_mult,
                    help=f"gate learning rate = lr × this (default {d.gate_lr_mult:g})")
-    p.add_argument("--prox", default=d.prox, help="proximal threshold: lr (lr·λ per step) or fixed (λ per step)")
+    p.add_argument("--prox", default=d.prox, choices=("adam", "lr", "fixed"),
+                   help=f"proximal threshold per step: adam (lr·λ/(√v̂+ε), λ in the loss's units), lr (lr·λ) or fixed "
+                        f"(λ) (default {d.prox})")
     p.add_argument("--targets", nargs="+", default=None, help="module-name regexes to adapt (default: the model's)")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
