@@ -384,27 +384,29 @@ def test_legitimate_use_still_works_and_leaves_no_temp_files(server, files):
 
 @pytest.mark.slow
 def test_info_answers_quickly_while_an_inference_runs(server):
-    """Inference runs off the event loop: /info/ stays under a second for the whole of an inference."""
+    """Inference runs off the event loop: /info/ answers several times *during* one inference, each in under a
+    second. (A blocked loop answers nothing until the inference ends: at most one call completes meanwhile.)"""
     done: dict[str, float] = {}
 
     def infer() -> None:
         start = time.time()
         response = server.post("/infer/foundation", params={"image": "phantom_001", "output": "json"})
-        done["status"], done["seconds"] = response.status_code, time.time() - start
+        done["status"], done["start"], done["end"] = response.status_code, start, time.time()
 
     worker = threading.Thread(target=infer)
+    answered: list[tuple[float, float]] = []  # (sent, answered) of each /info/ call
     worker.start()
-    time.sleep(0.3)
-    latencies = []
     while worker.is_alive():
-        start = time.time()
+        sent = time.time()
         assert server.get("/info/").status_code == 200
-        latencies.append(time.time() - start)
-        time.sleep(0.1)
+        answered.append((sent, time.time()))
+        time.sleep(0.02)
     worker.join()
     assert done["status"] == 200
-    print(f"inference {done['seconds']:.1f} s; /info/ {len(latencies)} calls, max {max(latencies or [0]):.3f} s")
-    assert latencies and max(latencies) < 1.0
+    during = [(a, b) for a, b in answered if done["start"] < a and b < done["end"]]
+    print(f"inference {done['end'] - done['start']:.2f} s; /info/ answered {len(during)} times during it, "
+          f"max {max([b - a for a, b in answered] or [0]):.3f} s")
+    assert len(during) >= 3 and max(b - a for a, b in answered) < 1.0
 
 
 # ---- the pieces, in-process --------------------------------------------------------------------------------------
