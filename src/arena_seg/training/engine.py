@@ -93,40 +93,19 @@ def finetune(
     dataset = CacheDataset(train, transform=transform, cache_rate=1.0, num_workers=0, progress=False)
     loader = DataLoader(dataset, batch_size=1, shuffle=True, num_workers=0, collate_fn=list_data_collate,
                         generator=torch.Generator().manual_seed(config.seed))
-    optimizers = method.optimizers(model, config.lr, config.weight_decay)
-    steps = config.epochs * len(loader)
-    schedulers = [warmup_cosine(opt, steps, config.warmup_epochs * len(loader)) for opt in optimizers]
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=False, smooth_nr=1e-5, smooth_dr=1e-5)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    steps = _Steps(model, method, method.optimizers(model, config.lr, config.weight_decay), device, amp,
+                   config.epochs * len(loader), config.warmup_epochs * len(loader))
     writer = _writer(log_dir)
 
     result = FinetuneResult(model=model, labels={n: i + 1 for i, n in enumerate(names)}, adapted_layers=adapted,
                             ranks={}, params_start=params_start, params_end=params_start, device=str(device))
-    best_state, best, stale, step = None, -math.inf, 0, 0
+    best_state, best, stale = None, -math.inf, 0
     start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for epoch in range(1, config.epochs + 1):
-        model.train()
-        losses = []
-        for batch in loader:
-            # plain tensors: MetaTensor's per-op metadata bookkeeping buys nothing inside the network
-            image, label = _plain(batch["image"]).to(device), _plain(batch["label"]).to(device)
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, enabled=amp):
-                loss = loss_fn(model(image), label)
-            scaler.scale(loss).backward()
-            method.before_step(model, optimizers)
-            for opt in optimizers:
-                scaler.step(opt)
-            scaler.update()
-            method.after_step(model, optimizers, step, steps)
-            for scheduler in schedulers:
-                scheduler.step()
-            step += 1
-            losses.append(float(loss.detach()))
-        record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": optimizers[0].param_groups[0]["lr"],
+        loss = steps.epoch(loader)
+        record = {"epoch": epoch, "loss": loss, "lr": steps.optimizers[0].param_groups[0]["lr"],
                   "seconds": time.perf_counter() - start}
         ranks = method.ranks(model) if adapted else {}
         if ranks:
@@ -162,6 +141,43 @@ def finetune(
         writer.close()
     model.eval()
     return result
+
+
+class _Steps:
+    """The optimisation steps of a run: each batch's loss, backward pass, the method's hooks around the
+    optimizers' steps, and the lr schedules (warm-up then cosine, one per optimizer)."""
+
+    def __init__(self, model: nn.Module, method: methods.Method, optimizers: list[torch.optim.Optimizer],
+                 device: torch.device, amp: bool, total: int, warmup: int) -> None:
+        self.model, self.method, self.optimizers, self.device, self.amp = model, method, optimizers, device, amp
+        self.total, self.done = total, 0
+        self.schedulers = [warmup_cosine(opt, total, warmup) for opt in optimizers]
+        self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=False, smooth_nr=1e-5,
+                                  smooth_dr=1e-5)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+    def epoch(self, loader: DataLoader) -> float:
+        """One pass over ``loader``; the mean loss."""
+        self.model.train()
+        losses = []
+        for batch in loader:
+            # plain tensors: MetaTensor's per-op metadata bookkeeping buys nothing inside the network
+            image, label = _plain(batch["image"]).to(self.device), _plain(batch["label"]).to(self.device)
+            for opt in self.optimizers:
+                opt.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=self.device.type, enabled=self.amp):
+                loss = self.loss_fn(self.model(image), label)
+            self.scaler.scale(loss).backward()
+            self.method.before_step(self.model, self.optimizers)
+            for opt in self.optimizers:
+                self.scaler.step(opt)
+            self.scaler.update()
+            self.method.after_step(self.model, self.optimizers, self.done, self.total)
+            for scheduler in self.schedulers:
+                scheduler.step()
+            self.done += 1
+            losses.append(float(loss.detach()))
+        return float(np.mean(losses))
 
 
 def merged_copy(model: nn.Module) -> nn.Module:
