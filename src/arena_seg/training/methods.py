@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -17,14 +18,14 @@ from arena_seg.errors import InputError
 METHODS = ("arena", "lora", "full", "linear", "bitfit")
 
 
-class Method:
+class Method(ABC):
     """A fine-tuning method; the base class trains what ``prepare`` left trainable with one AdamW."""
 
     name = "method"
 
+    @abstractmethod
     def prepare(self, model: nn.Module, head: str, targets: Sequence[str]) -> list[str]:
         """Set ``model`` up in place (the ``head`` module always trains); returns the adapted layers' names."""
-        raise NotImplementedError
 
     def param_groups(self, model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
         """Optimizer groups of the trainable parameters (each with a ``name``)."""
@@ -37,9 +38,11 @@ class Method:
 
     def before_step(self, model: nn.Module, optimizers: list[torch.optim.Optimizer]) -> None:
         """Called after the backward pass, before the optimizers step (e.g. an extra gradient term)."""
+        return None  # most methods add nothing here
 
     def after_step(self, model: nn.Module, optimizers: list[torch.optim.Optimizer], step: int, total: int) -> None:
         """Called after every optimizer step; ``step`` counts from 0 up to ``total`` - 1."""
+        return None  # only methods with a proximal step act here
 
     def ranks(self, model: nn.Module) -> dict[str, int]:
         """Effective rank per adapted layer (empty for methods without adapters)."""
