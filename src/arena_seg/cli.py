@@ -5,11 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from arena_seg.commands import adapters, bench, demo, evaluate, finetune, infer, phantoms, predict, pretrain, serve
+from arena_seg.commands import (
+    adapters,
+    bench,
+    demo,
+    evaluate,
+    finetune,
+    infer,
+    phantoms,
+    predict,
+    pretrain,
+    serve,
+    synth,
+)
 from arena_seg.errors import InputError
 from arena_seg.models.checkpoint import CheckpointError
 
-COMMANDS = (phantoms, pretrain, finetune, predict, evaluate, demo, infer, adapters, serve, bench)
+COMMANDS = (phantoms, synth, pretrain, finetune, predict, evaluate, demo, infer, adapters, serve, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
