@@ -83,3 +83,25 @@ def test_chunked_eval_loading_matches_monai(tmp_path):
     np.testing.assert_allclose(new["image"].numpy(), old["image"].numpy(), atol=1e-5)
     np.testing.assert_allclose(new["image"].affine.numpy(), old["image"].affine.numpy(), atol=1e-9)
     assert float((new["label"] == old["label"]).float().mean()) >= 0.9995
+
+
+def test_strong_augmentation_keeps_patches_and_labels_valid(tmp_path):
+    """Pretraining's "strong" pipeline: patch size kept, labels stay the mapped ids (nearest, no new values), the
+    image changes from the light pipeline's for the same seed, and an unknown choice is refused."""
+    from arena_seg.data.phantoms import make_phantom
+
+    phantom = make_phantom(5, spacing=(3.0, 3.0, 3.0))
+    item = {"image": _write(tmp_path, "img.nii.gz", phantom.image, phantom.affine),
+            "label": _write(tmp_path, "lab.nii.gz", phantom.label, phantom.affine)}
+    pre = Preprocessing(spacing=(3.0, 3.0, 3.0), patch=(32, 32, 32))
+    images = {}
+    for augment in ("light", "strong"):
+        t = train_transforms(pre, {1: 1, 2: 2}, num_samples=6, sampler="classes", augment=augment)
+        t.set_random_state(seed=3)
+        patches = t(item)
+        assert all(tuple(p["image"].shape) == (1, 32, 32, 32) for p in patches)
+        assert set(np.unique(np.concatenate([np.asarray(p["label"]).ravel() for p in patches]))) <= {0, 1, 2}
+        images[augment] = np.stack([np.asarray(p["image"]) for p in patches])
+    assert not np.allclose(images["light"], images["strong"])
+    with pytest.raises(ValueError, match="augment"):
+        train_transforms(pre, {1: 1}, augment="heavy")

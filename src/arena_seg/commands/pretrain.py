@@ -27,6 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-every", type=int, default=10)
     p.add_argument("--sampler", choices=("classes", "posneg"), default="classes",
                    help="patch centres: an equal share per organ (classes, default) or organ:background 1:1")
+    p.add_argument("--augment", choices=("strong", "light"), default="strong",
+                   help="patch augmentation: rotation/scale, contrast, blur, noise (strong, default) or a shift")
     p.add_argument("--init", metavar="DIR",
                    help="continue from this network folder (its architecture and preprocessing; same organs)")
     p.add_argument("--time-limit", type=float, metavar="MIN",
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     # "full" on a network is plain supervised training of every parameter
     config = FinetuneConfig(method="full", epochs=args.epochs, lr=args.lr, num_samples=args.num_samples,
                             val_every=args.val_every, patience=10**6, seed=args.seed, device=args.device,
-                            warmup_epochs=max(1, args.epochs // 50), sampler=args.sampler)
+                            warmup_epochs=max(1, args.epochs // 50), sampler=args.sampler,
+                            augment=args.augment)
     deadline = time.monotonic() + 60 * args.time_limit if args.time_limit else None
     with staged_output(args.out, force=args.force) as stage:
         bar = ProgressBar(config.epochs)
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         card = {"train_ids": [p["id"] for p in train], "val_ids": [p["id"] for p in val],
                 "epochs": result.epochs_run, "seconds": round(result.seconds), "val_dice": _best_dice(result),
-                "sampler": args.sampler, "init": args.init}
+                "sampler": args.sampler, "augment": args.augment, "init": args.init}
         save_network(result.model.cpu(), stage, name=args.arch, arch=arch, labels=spec.labels,
                      preprocessing=spec.preprocessing, targets=spec.targets, head=spec.head,
                      metadata={"pretrain": card, "history": result.history})

@@ -18,6 +18,9 @@ from monai.data import MetaTensor
 from arena_seg.models.registry import Preprocessing
 
 LOADERS = ("chunked", "monai")
+#: training augmentation: "light" (an intensity shift: few-shot runs) or "strong" (a foundation network's
+#: pretraining: patch rotation/scale, contrast, blur and noise on top)
+AUGMENTS = ("light", "strong")
 
 
 def _common(pre: Preprocessing, keys: Sequence[str], with_label: bool, loader: str = "monai") -> list:
@@ -45,7 +48,7 @@ def _intensity(pre: Preprocessing) -> list:
 
 def train_transforms(
     pre: Preprocessing, label_map: dict[int, int], num_samples: int = 6, sampler: str = "posneg",
-    loader: str = "chunked",
+    loader: str = "chunked", augment: str = "light",
 ) -> mt.Compose:
     """Training pipeline; MONAI's CacheDataset caches everything before the first random transform.
 
@@ -72,11 +75,24 @@ def train_transforms(
             keys=["image", "label"], label_key="label", spatial_size=pre.patch, pos=1, neg=1,
             num_samples=num_samples, image_key="image", image_threshold=0,
         )
-    random = [
-        crop,
-        mt.RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
-    ]
+    if augment not in AUGMENTS:
+        raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
+    random = [crop, *(_strong() if augment == "strong" else []), mt.RandShiftIntensityd(keys="image", offsets=0.1,
+                                                                                      prob=0.5)]
     return mt.Compose(deterministic + random)
+
+
+def _strong() -> list:
+    """Patch-level augmentation for pretraining on few real scans: no flips (left and right organs differ)."""
+    keys = ["image", "label"]
+    return [
+        mt.RandAffined(keys=keys, prob=0.3, rotate_range=(0.2, 0.2, 0.2), scale_range=(0.15, 0.15, 0.15),
+                       mode=("bilinear", "nearest"), padding_mode="zeros"),
+        mt.RandAdjustContrastd(keys="image", prob=0.3, gamma=(0.75, 1.35)),
+        mt.RandScaleIntensityd(keys="image", factors=0.1, prob=0.3),
+        mt.RandGaussianSmoothd(keys="image", prob=0.2, sigma_x=(0.3, 0.9), sigma_y=(0.3, 0.9), sigma_z=(0.3, 1.2)),
+        mt.RandGaussianNoised(keys="image", prob=0.3, std=0.03),
+    ]
 
 
 def eval_transforms(pre: Preprocessing, label_map: dict[int, int] | None = None, loader: str = "chunked"

@@ -40,6 +40,9 @@ class FinetuneConfig:
     #: how patch centres are drawn: "posneg" (RandCropByPosNegLabel, organ:background 1:1, the paper's) or
     #: "classes" (RandCropByLabelClasses, an equal share per class: small organs are not drowned by large ones)
     sampler: str = "posneg"
+    #: training augmentation (``arena_seg.data.transforms.AUGMENTS``): "light" for few-shot runs, "strong" for
+    #: pretraining a foundation network
+    augment: str = "light"
     val_every: int = 5  #: epochs between validations (when validation volumes exist)
     patience: int = 4  #: validations without improvement before stopping early
     seed: int = 0  #: seeds patch sampling, head and adapter initialisation
@@ -78,6 +81,8 @@ class FinetuneConfig:
                     raise
         if self.sampler not in ("posneg", "classes"):
             problems.append(f"sampler must be 'posneg' or 'classes' (got {self.sampler!r})")
+        if self.augment not in ("light", "strong"):
+            problems.append(f"augment must be 'light' or 'strong' (got {self.augment!r})")
         if not self.lr > 0:
             problems.append(f"lr must be > 0 (got {self.lr!r})")
         for name in ("epochs", "num_samples", "val_every", "patience"):

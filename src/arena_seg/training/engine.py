@@ -89,7 +89,8 @@ def finetune(
     params_start = adapters.trainable_parameters(model)
     model.to(device)
 
-    transform = train_transforms(spec.preprocessing, label_map, config.num_samples, config.sampler)
+    transform = train_transforms(spec.preprocessing, label_map, config.num_samples, config.sampler,
+                                 augment=config.augment)
     dataset = CacheDataset(train, transform=transform, cache_rate=1.0, num_workers=0, progress=False)
     loader = DataLoader(dataset, batch_size=1, shuffle=True, num_workers=0, collate_fn=list_data_collate,
                         generator=torch.Generator().manual_seed(config.seed))
