@@ -85,3 +85,17 @@ def test_evaluate_scores_a_finetuned_model(phantom_dir, tiny_default, tmp_path, 
     dice = json.loads(scores.read_text())["dice"]
     assert list(dice) == ["gallbladder"] and 0.0 <= dice["gallbladder"] <= 1.0
     assert capsys.readouterr().out.startswith("gallbladder\t")
+
+
+@pytest.mark.slow
+def test_arena_schedule_flags_reach_the_run(phantom_dir, tiny_default, tmp_path):
+    """--min-rank, --lam-warmup/--lam-ramp, --refit and --gate-optimizer land in the manifest and act: with λ huge
+    and min_rank 2 every layer keeps exactly 2 ranks."""
+    out = tmp_path / "run"
+    assert _finetune(phantom_dir, out, "arena", "--lam", "1000", "--min-rank", "2", "--lam-warmup", "0",
+                     "--lam-ramp", "0", "--refit", "0.5", "--gate-optimizer", "sgd", "--prox", "lr") == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    config = manifest["config"] if "config" in manifest else manifest
+    assert {k: config[k] for k in ("min_rank", "lam_warmup", "lam_ramp", "refit", "gate_optimizer")} == {
+        "min_rank": 2, "lam_warmup": 0.0, "lam_ramp": 0.0, "refit": 0.5, "gate_optimizer": "sgd"}
+    assert set(manifest["effective_ranks"].values()) == {2}

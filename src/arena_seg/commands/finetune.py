@@ -31,6 +31,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prox", default=d.prox, choices=("adam", "lr", "fixed"),
                    help=f"proximal threshold per step: adam (lr·λ/(√v̂+ε), λ in the loss's units), lr (lr·λ) or fixed "
                         f"(λ) (default {d.prox})")
+    p.add_argument("--gate-optimizer", default=d.gate_optimizer, choices=("adamw", "sgd"),
+                   help=f"gates in the adapters' AdamW or plain proximal SGD (default {d.gate_optimizer})")
+    p.add_argument("--lam-warmup", type=float, default=d.lam_warmup, metavar="FRAC",
+                   help=f"fraction of the steps with λ = 0 at the start (default {d.lam_warmup:g})")
+    p.add_argument("--lam-ramp", type=float, default=d.lam_ramp, metavar="FRAC",
+                   help=f"fraction of the steps over which λ then rises to its value (default {d.lam_ramp:g})")
+    p.add_argument("--min-rank", type=int, default=d.min_rank,
+                   help=f"no layer is pruned below this rank (default {d.min_rank})")
+    p.add_argument("--refit", type=float, default=d.refit, metavar="FRAC",
+                   help=f"fraction of the steps at the end with the pruned support frozen (default {d.refit:g})")
     p.add_argument("--targets", nargs="+", default=None, help="module-name regexes to adapt (default: the model's)")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
@@ -43,7 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = FinetuneConfig(method=args.method, rank=args.rank, lam=args.lam, epochs=args.epochs, lr=args.lr,
-                            gate_lr_mult=args.gate_lr_mult, prox=args.prox,
+                            gate_lr_mult=args.gate_lr_mult, prox=args.prox, gate_optimizer=args.gate_optimizer,
+                            lam_warmup=args.lam_warmup, lam_ramp=args.lam_ramp, min_rank=args.min_rank,
+                            refit=args.refit,
                             num_samples=args.num_samples, seed=args.seed, device=args.device,
                             targets=tuple(args.targets) if args.targets else None)
     finetune_to_folder(args.images, args.labels, args.label, args.out, config, model=args.model,
