@@ -13,9 +13,11 @@ trained on another foundation is refused (:meth:`OrganLibrary.check_foundation`)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,14 +88,28 @@ class OrganLibrary:
 
     def assign_ids(self, organs: list[str] | None = None, first_id: int = 1) -> dict[str, int]:
         """Record ids for every learned organ (and ``organs``) in organs.json; returns them all."""
-        ids = self.ids(first_id)
-        next_id = max([first_id - 1, *ids.values()]) + 1
-        for organ in organs or []:
-            if organ not in ids:
-                ids[organ], next_id = next_id, next_id + 1
-        if ids != self._given():
-            write_json(self.root / ORGANS_FILE, {"organs": ids})
-        return ids
+        with self._locked():  # label saves, infers and imports may assign at once (threads or processes)
+            ids = self.ids(first_id)
+            next_id = max([first_id - 1, *ids.values()]) + 1
+            for organ in organs or []:
+                if organ not in ids:
+                    ids[organ], next_id = next_id, next_id + 1
+            if ids != self._given():
+                write_json(self.root / ORGANS_FILE, {"organs": ids})
+            return ids
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """An exclusive lock on organs.json's read-modify-write (POSIX advisory lock on a file beside it)."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{ORGANS_FILE}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _given(self) -> dict[str, int]:
         path = self.root / ORGANS_FILE
