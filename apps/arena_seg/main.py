@@ -14,6 +14,7 @@ from typing import Any
 import lib.configs.arena
 import lib.configs.foundation
 from fastapi import HTTPException
+from lib.auto_train import AutoTrainer
 from lib.batch import ArenaBatchInfer, check_batch_request
 from lib.compat import install as install_compat
 from lib.compat.endpoints import request_upload
@@ -34,8 +35,10 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.tasks.activelearning.first import First
+from monailabel.utils.async_tasks.task import AsyncTask
 
 import arena_seg
+from arena_seg.library import OrganLibrary
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ class ArenaSegApp(MONAILabelApp):
         self.arena_conf = AppConf.from_conf(conf or {}, app_dir)
         self.versions = VersionStore(self.arena_conf.arena_dir)
         self.models = ModelCache(self.arena_conf, self.versions)
+        self.auto_trainer = AutoTrainer(self._start_auto_train, _training_busy) if self.arena_conf.auto_train else None
         self.configs: dict[str, TaskConfig] = {"foundation": lib.configs.foundation.Foundation(),
                                                "arena": lib.configs.arena.Arena()}
         for name, config in self.configs.items():
@@ -60,10 +64,14 @@ class ArenaSegApp(MONAILabelApp):
             self.studies = self.studies.strip().rstrip("/")
             if settings.MONAI_LABEL_DATASTORE.lower() in ("xnat", "dsa"):
                 return super().init_remote_datastore()
-            return dicomweb_datastore(self.studies, self.arena_conf.labels)
-        return ArenaDatastore(self.studies, extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
-                              auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
-                              read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY, organs=self.arena_conf.labels)
+            store = dicomweb_datastore(self.studies, self.models.registry)
+        else:
+            store = ArenaDatastore(self.studies, extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+                                   auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+                                   read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY, registry=self.models.registry)
+        if self.auto_trainer is not None:
+            store.label_listener = self.auto_trainer.label_saved
+        return store
 
     def init_infers(self) -> dict[str, InferTask]:
         return {name: config.infer() for name, config in self.configs.items()}
@@ -83,6 +91,29 @@ class ArenaSegApp(MONAILabelApp):
                        max_upload_mb=self.arena_conf.max_upload_mb, cors_origins=self.arena_conf.cors_origins,
                        dicomweb=self.studies.startswith(("http://", "https://")))
         self.versions.remove_stale_stages()  # no training runs yet in a server that just started
+        if self.auto_trainer is not None:
+            self.auto_trainer.ensure_running()
+
+    def info(self) -> dict[str, Any]:
+        info = super().info()
+        if self.auto_trainer is not None:
+            info["auto_train"] = {"epochs": self.arena_conf.auto_train_epochs, **self.auto_trainer.status()}
+        return info
+
+    def on_save_label(self, image_id: str, label_id: str) -> dict[str, Any]:
+        """The save's answer says what auto-training queued (the datastore told the auto-trainer already)."""
+        super().on_save_label(image_id, label_id)
+        return {"auto_train": self.auto_trainer.status()} if self.auto_trainer is not None else {}
+
+    def _start_auto_train(self, organ: str) -> dict[str, Any] | None:
+        """Submit an auto-training run of ``organ`` (checked as a user's Train is); None when a training runs."""
+        version = OrganLibrary(self.versions.root).resolve().get(organ)
+        warm = version is not None and (version.folder / "adapter.safetensors").is_file()
+        request = {"organs": organ, "warm_start": warm, "auto_train": True,
+                   "max_epochs": self.arena_conf.auto_train_epochs if warm else self.arena_conf.epochs}
+        self.check_train("arena", request)
+        task, _ = AsyncTask.run("train", request={"model": "arena"}, params=dict(request), enqueue=False)
+        return request if task else None
 
     def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
         """Stock infer, with 404 for an unknown model or image and the image resolved through the datastore."""
@@ -139,3 +170,10 @@ class ArenaSegApp(MONAILabelApp):
                                                         f"{', '.join(self._strategies)}")
         with http_errors():
             return super().next_sample(request)
+
+
+def _training_busy() -> bool:
+    """Whether a training task runs or waits in MONAI Label's queue (the auto-trainer then waits too)."""
+    from monailabel.utils.async_tasks.utils import processes, tasks
+
+    return bool(processes("train")) or any(t.get("status") == "SUBMITTED" for t in tasks("train"))

@@ -142,15 +142,19 @@ class Server:
     upload_limit_mb: float = 2
     env: dict[str, str] | None = None
     proc: subprocess.Popen | None = None
+    conf: dict[str, str] | None = None  # more --conf pairs (labels gallbladder unless given)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        conf = {"labels": "gallbladder", "model_dir": str(self.model_dir), "max_upload_mb": str(self.upload_limit_mb),
+                **(self.conf or {})}
         cmd = [str(VENV_BIN / "monailabel"), "start_server", "--app", str(APP_DIR), "--studies", str(self.studies),
-               "--host", "127.0.0.1", "--port", str(self.port), "--conf", "labels", "gallbladder",
-               "--conf", "model_dir", str(self.model_dir), "--conf", "max_upload_mb", str(self.upload_limit_mb)]
+               "--host", "127.0.0.1", "--port", str(self.port)]
+        for key, value in conf.items():
+            cmd += ["--conf", key, value]
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the server writes to it until stopped
         env = {**server_env(self.network), **(self.env or {})}
         self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,

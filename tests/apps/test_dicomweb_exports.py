@@ -53,7 +53,10 @@ def store(tmp_path):
     files = anonymised(plain, tmp_path / "pacs")  # empty UIDs, JPEG 2000
     files.append(add_scout(files, tmp_path / "pacs" / "scout"))
     pacs = StandIn(files)
-    return ArenaDicomWebDatastore(pacs, ("gallbladder",), {"Modality": "CT"}, str(tmp_path / "cache")), pacs
+    from lib.organs import OrganRegistry
+
+    registry = OrganRegistry(tmp_path / "arena", ("gallbladder",))
+    return ArenaDicomWebDatastore(pacs, registry, {"Modality": "CT"}, str(tmp_path / "cache")), pacs
 
 
 def test_series_without_uids_and_a_label_without_seg(store, tmp_path):

@@ -12,6 +12,8 @@ from arena_seg.training.config import FinetuneConfig
 logger = logging.getLogger(__name__)
 
 DEFAULT_EPOCHS = FinetuneConfig().epochs  #: one default for the CLI, the benchmarks and the server
+#: epochs of a warm-started update while annotating: a few passes refine an adapter that already segments the organ
+DEFAULT_AUTO_EPOCHS = 5
 
 #: --conf keys and their meaning; the README's table is written from these
 CONF_KEYS: dict[str, str] = {
@@ -24,6 +26,9 @@ CONF_KEYS: dict[str, str] = {
     "epochs": f"default max_epochs shown in the train options (default {DEFAULT_EPOCHS})",
     "max_upload_mb": "largest request body accepted, in MB; larger uploads get 413 (default 1024)",
     "cors_origins": "web origins allowed to call the API from a browser, comma-separated (default: none)",
+    "auto_train": "true: each saved final label starts (or queues) a short warm-started update of its organs "
+                  "(default false)",
+    "auto_train_epochs": f"epochs of an auto-training update (default {DEFAULT_AUTO_EPOCHS})",
 }
 #: keys that monailabel itself reads from --conf
 _FRAMEWORK_KEYS = {"server_mode", "auth_token"}
@@ -43,6 +48,8 @@ class AppConf:
     epochs: int = DEFAULT_EPOCHS
     max_upload_mb: float = 1024.0
     cors_origins: tuple[str, ...] = ()
+    auto_train: bool = False
+    auto_train_epochs: int = DEFAULT_AUTO_EPOCHS
 
     @property
     def arena_dir(self) -> Path:
@@ -73,12 +80,11 @@ class AppConf:
             raise InputError(f"--conf labels {conf.get('labels')!r}: an organ is named twice")
         if len(labels) > 254:
             raise InputError("--conf labels: at most 254 organs")
-        try:
-            epochs = int(conf.get("epochs") or DEFAULT_EPOCHS)
-        except ValueError:
-            raise InputError(f"--conf epochs {conf.get('epochs')!r}: give an integer ≥ 1") from None
-        if epochs < 1:
-            raise InputError(f"--conf epochs {epochs}: give an integer ≥ 1")
+        epochs = _positive_int(conf, "epochs", DEFAULT_EPOCHS)
+        auto_epochs = _positive_int(conf, "auto_train_epochs", DEFAULT_AUTO_EPOCHS)
+        auto_train = str(conf.get("auto_train") or "false").strip().lower()
+        if auto_train not in ("true", "false", "1", "0", "yes", "no"):
+            raise InputError(f"--conf auto_train {conf.get('auto_train')!r}: give true or false")
         try:
             max_upload_mb = float(conf.get("max_upload_mb") or 1024)
         except ValueError:
@@ -102,7 +108,19 @@ class AppConf:
             epochs=epochs,
             max_upload_mb=max_upload_mb,
             cors_origins=origins,
+            auto_train=auto_train in ("true", "1", "yes"),
+            auto_train_epochs=auto_epochs,
         )
+
+
+def _positive_int(conf: dict[str, str], key: str, default: int) -> int:
+    try:
+        value = int(conf.get(key) or default)
+    except ValueError:
+        raise InputError(f"--conf {key} {conf.get(key)!r}: give an integer ≥ 1") from None
+    if value < 1:
+        raise InputError(f"--conf {key} {value}: give an integer ≥ 1")
+    return value
 
 
 def norm_name(name: str) -> str:

@@ -2,7 +2,8 @@
 
 Stock ``LocalDatastore.save_label`` copies the uploaded file into ``labels/final`` first and only then calls the
 app's ``on_save_label``; a wrong label would already be stored. Here the label is read, fitted to the image's grid,
-mapped to the configured organs (:mod:`lib.labels`) and only then written, as a normalised uint8 NIfTI.
+mapped to the organs by name (:mod:`lib.labels`, ids from the organ registry :mod:`lib.organs`) and only then
+written, as a normalised uint8 NIfTI.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from lib.atomic_store import AtomicStore, sweep_partials
 from lib.errors import http_errors
 from lib.labels import normalise_label, read_label
 from lib.names import TAGS, check_new_id, check_tag, inside
+from lib.organs import OrganRegistry
 from lib.uploads import UPLOAD_SUFFIXES, check_label_header, check_upload, header_shape
 
 logger = logging.getLogger(__name__)
@@ -33,14 +35,14 @@ logger = logging.getLogger(__name__)
 MIN_SPACING_MM, MAX_SPACING_MM = 0.01, 100.0  # outside: a corrupt header, not a CT
 
 
-def validated_label(image_path: str, label_filename: str, organs: tuple[str, ...], label_info: Any
+def validated_label(image_path: str, label_filename: str, organs: OrganRegistry, label_info: Any
                     ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(uint8 ids 1..n of ``organs`` on the image's grid (X, Y, Z), the image's affine, what was found); a label
-    that does not fit raises HTTPException 4xx naming the problem."""
+    """(uint8 organ ids on the image's grid (X, Y, Z), the image's affine, what was found); a label that does not
+    fit raises HTTPException 4xx naming the problem."""
     with http_errors():
         image = read_volume(image_path)
         check_label_header(label_filename, image.shape)  # before its voxels are read: a small gzip can be huge
-        array, found = normalise_label(image, read_label(label_filename), list(organs), label_info)
+        array, found = normalise_label(image, read_label(label_filename), organs, label_info)
     return array, image.affine, found
 
 
@@ -56,26 +58,64 @@ def temporary_nifti(array: np.ndarray, affine: np.ndarray) -> Iterator[str]:
 
 
 class OrganLabels:
-    """What the trainer asks of a datastore: final labels stored as ids 1..n of ``organs``."""
+    """What the trainer asks of a datastore: final labels stored with the organ ids of ``registry``."""
 
-    organs: tuple[str, ...]
+    registry: OrganRegistry
+    #: called with (image id, organs the label contains) after a final label is stored (the app's auto-training)
+    label_listener: Callable[[str, list[str]], None] | None = None
 
-    def training_items(self) -> tuple[list[dict], list[str]]:
-        """Final labels usable with the current organs: [{"id", "image", "label"}], and the ids skipped (labels
-        stored while the server learnt other organs). Labels put on disk by hand carry ids 1..n by contract."""
-        wanted = {o: i + 1 for i, o in enumerate(self.organs)}
+    def stored_organs(self, image_id: str) -> dict[str, int] | None:
+        """{organ: id} the final label of ``image_id`` contains (voxels > 0), None without a final label. Labels
+        put on disk by hand carry the configured organs as ids 1..n by contract (counted as containing them)."""
+        info = self.get_label_info(image_id, DefaultLabelTag.FINAL.value) or {}
+        label = self.get_label_uri(image_id, DefaultLabelTag.FINAL.value)
+        if not label or not os.path.isfile(label):
+            return None
+        voxels = info.get("arena_voxels") or {}
+        return {o: v for o, v in self._label_ids(info).items() if voxels.get(o, 1) > 0}
+
+    def label_organs(self) -> dict[str, list[str]]:
+        """{organ: ids of the scans whose final label contains it}."""
+        found: dict[str, list[str]] = {}
+        for image_id in sorted(self.get_labeled_images()):
+            for organ in self.stored_organs(image_id) or {}:
+                found.setdefault(organ, []).append(image_id)
+        return found
+
+    def training_items(self, organs: dict[str, int]) -> tuple[list[dict], list[str]]:
+        """Final labels that name one of ``organs`` ({organ: id}) under that id: [{"id", "image", "label"}], and the
+        ids skipped (labels that store one of them under another id: saved by a server with other organs)."""
         items, skipped = [], []
         for image_id in sorted(self.get_labeled_images()):
             info = self.get_label_info(image_id, DefaultLabelTag.FINAL.value) or {}
-            stored = info.get("arena_labels")
-            if stored is not None and stored != wanted:
+            stored = self._label_ids(info)
+            if any(o in stored and stored[o] != i for o, i in organs.items()):
                 skipped.append(image_id)
                 continue
+            if not any(o in stored for o in organs):
+                continue  # a label of other organs: unnamed is not absent
             image = self.get_image_uri(image_id)
             label = self.get_label_uri(image_id, DefaultLabelTag.FINAL.value)
             if image and label and os.path.isfile(image) and os.path.isfile(label):
                 items.append({"id": image_id, "image": image, "label": label})
         return items, skipped
+
+    def _label_ids(self, info: dict) -> dict[str, int]:
+        """{organ: id} a final label's info records (hand-placed labels: the configured organs as 1..n)."""
+        stored = info.get("arena_labels")
+        if stored is None:
+            return {o: i + 1 for i, o in enumerate(self.registry.configured)}
+        return {str(o): int(v) for o, v in stored.items()}
+
+    def _notify(self, image_id: str, found: dict) -> None:
+        """Tell the listener which organs a stored final label contains; its failure never fails the save."""
+        if self.label_listener is None:
+            return
+        organs = [o for o, n in found.get("arena_voxels", {}).items() if n > 0]
+        try:
+            self.label_listener(image_id, organs)
+        except Exception:  # the label is stored: a listener's problem is logged, not answered
+            logger.exception("label listener failed for %s", image_id)
 
 
 TAGS_SET = frozenset(TAGS)
@@ -97,10 +137,10 @@ def _check_spacing(volume: Any) -> None:
 
 
 class ArenaDatastore(OrganLabels, AtomicStore, LocalDatastore):
-    """LocalDatastore whose final labels are validated and stored as ids 1..n of ``organs``."""
+    """LocalDatastore whose final labels are validated and stored with the organ ids of ``registry``."""
 
-    def __init__(self, datastore_path: str, *args: Any, organs: tuple[str, ...] = (), **kwargs: Any) -> None:
-        self.organs = tuple(organs)
+    def __init__(self, datastore_path: str, *args: Any, registry: OrganRegistry, **kwargs: Any) -> None:
+        self.registry = registry
         sweep_partials(datastore_path)
         super().__init__(datastore_path, *args, **kwargs)
 
@@ -126,12 +166,13 @@ class ArenaDatastore(OrganLabels, AtomicStore, LocalDatastore):
                 check_label_header(label_filename, _image_shape(image_path))
             return self._store_label(image_id, label_filename, label_tag, label_info)
         info = dict(label_info or {})
-        array, affine, found = validated_label(image_path, label_filename, self.organs, info.get("label_info"))
+        array, affine, found = validated_label(image_path, label_filename, self.registry, info.get("label_info"))
         info.update(found)
         with temporary_nifti(array, affine) as tmp:
             self._drop_other_final(image_id)
             label_id = self._store_label(image_id, tmp, label_tag, info)
         logger.info("saved final label of %s: %s voxels (%s)", image_id, found["arena_voxels"], found["arena_source"])
+        self._notify(image_id, found)
         return label_id
 
     # -- every path from an id or a tag: looked up, resolved, and confined to the studies folder ------------------

@@ -35,6 +35,7 @@ from lib.conf import norm_name
 from lib.datastore import OrganLabels, temporary_nifti, validated_label
 from lib.errors import http_errors
 from lib.names import TAGS, check_tag
+from lib.organs import OrganRegistry
 from lib.uploads import check_label_header
 
 logger = logging.getLogger(__name__)
@@ -58,9 +59,9 @@ def _tag(meta: dict, tag: str) -> str:
 class ArenaDicomWebDatastore(OrganLabels, AtomicStore, DICOMWebDatastore):
     """Images are the CT series of a DICOMweb server; final labels are DICOM SEGs there, cached as NIfTI."""
 
-    def __init__(self, client: DICOMwebClient, organs: tuple[str, ...], search_filter: dict[str, Any],
+    def __init__(self, client: DICOMwebClient, registry: OrganRegistry, search_filter: dict[str, Any],
                  cache_path: str | None = None) -> None:
-        self.organs = tuple(organs)
+        self.registry = registry
         self._synced: set[str] = set()  # image series whose newest SEG has been looked up
         self._listed: tuple[float, list[str]] = (-LIST_TTL, [])
         super().__init__(client, search_filter, cache_path, fetch_by_frame=False, convert_to_nifti=True)
@@ -136,7 +137,7 @@ class ArenaDicomWebDatastore(OrganLabels, AtomicStore, DICOMWebDatastore):
                 check_label_header(label_filename, read_volume(image_path).shape)
             return self._store_label(image_id, label_filename, label_tag, label_info)
         info = dict(label_info or {})
-        array, affine, found = validated_label(image_path, label_filename, self.organs, info.get("label_info"))
+        array, affine, found = validated_label(image_path, label_filename, self.registry, info.get("label_info"))
         series = self._read_series(image_id)
         present = {o: v for o, v in found["arena_labels"].items() if found["arena_voxels"][o]}
         why = seg_left_out_reason(series)
@@ -151,6 +152,7 @@ class ArenaDicomWebDatastore(OrganLabels, AtomicStore, DICOMWebDatastore):
                 self._store_label(image_id, tmp, _FINAL, info)
             logger.warning("label of %s kept in the cache only, not stored in the PACS: DICOM SEG left out: %s",
                            image_id, why)
+            self._notify(image_id, found)
             return image_id
         try:
             self._client.store_instances([seg])
@@ -161,6 +163,7 @@ class ArenaDicomWebDatastore(OrganLabels, AtomicStore, DICOMWebDatastore):
         with temporary_nifti(array, affine) as tmp:
             self._store_label(image_id, tmp, _FINAL, info)
         logger.info("stored label of %s as SEG %s: %s", image_id, seg.SeriesInstanceUID, found["arena_voxels"])
+        self._notify(image_id, found)
         return image_id
 
     def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
@@ -222,13 +225,15 @@ class ArenaDicomWebDatastore(OrganLabels, AtomicStore, DICOMWebDatastore):
         series = self._read_series(image_id)
         folder = self._download(seg_uid, Path(self._datastore.label_path(_FINAL)) / seg_uid)
         files = sorted(folder.glob("*.dcm"))
-        wanted = {norm_name(o): i + 1 for i, o in enumerate(self.organs)}
+        known = self.registry.ids()  # segments of organs the registry knows, on their ids (a SEG adds no organ)
+        wanted = {norm_name(o): i for o, i in known.items()}
         array, kept = read_segmentation(files[0], series, lambda name: wanted.get(norm_name(name)))
-        counts = {o: int((array == i + 1).sum()) for i, o in enumerate(self.organs)}
+        counts = {o: int((array == i).sum()) for o, i in known.items()}
         if not kept or not any(counts.values()):
-            raise ValueError(f"none of its segments is a non-empty {', '.join(self.organs)}")
-        info = {"SeriesInstanceUID": seg_uid, "arena_labels": {o: i + 1 for i, o in enumerate(self.organs)},
-                "arena_voxels": counts, "arena_source": "DICOM SEG", "segments": kept}
+            raise ValueError(f"none of its segments is a non-empty {', '.join(known)}")
+        named = {o for o in known if any(norm_name(o) == norm_name(name) for name in kept)}
+        info = {"SeriesInstanceUID": seg_uid, "arena_labels": {o: known[o] for o in named},
+                "arena_voxels": {o: counts[o] for o in named}, "arena_source": "DICOM SEG", "segments": kept}
         tmp_dir = Path(partial(Path(self._datastore.label_path(_FINAL)) / seg_uid))
         try:
             self._store_label(image_id, str(write_nifti_mask(tmp_dir / "label.nii.gz", array, series.affine)), _FINAL,
@@ -238,7 +243,7 @@ class ArenaDicomWebDatastore(OrganLabels, AtomicStore, DICOMWebDatastore):
         logger.info("cached SEG %s of series %s: %s", seg_uid, image_id, counts)
 
 
-def dicomweb_datastore(url: str, organs: tuple[str, ...]) -> ArenaDicomWebDatastore:
+def dicomweb_datastore(url: str, registry: OrganRegistry) -> ArenaDicomWebDatastore:
     """The datastore of ``--studies http(s)://.../dicom-web``, with MONAI Label's DICOMweb settings (credentials,
     QIDO/WADO/STOW prefixes, search filter, cache path); no dcmqi download."""
     from dicomweb_client.session_utils import create_session_from_user_pass
@@ -251,4 +256,4 @@ def dicomweb_datastore(url: str, organs: tuple[str, ...]) -> ArenaDicomWebDatast
                              wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX,
                              stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX)
     cache = (settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip() or None
-    return ArenaDicomWebDatastore(client, organs, settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER, cache)
+    return ArenaDicomWebDatastore(client, registry, settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER, cache)

@@ -8,8 +8,9 @@ Clients send label maps in several forms:
   (``SegmentN_Name``, ``SegmentN_LabelValue``, ``SegmentN_Layer``); the header is used first, ``label_info`` else;
 * a NIfTI/NRRD without ``label_info``: its ids are the configured organs 1..n (``--conf labels`` order).
 
-Whatever came in, the stored label is a uint8 NIfTI on the image's grid (same shape and affine) with the
-configured organs as ids 1..n; other segments are dropped. Where organs overlap, the later organ wins.
+Whatever came in, the stored label is a uint8 NIfTI on the image's grid (same shape and affine) whose values are
+the organs' ids in the server's organ registry (:mod:`lib.organs`: ``--conf labels`` 1..n, then organs that
+labels added); segments that are no organ are dropped. Where organs overlap, the one with the higher id wins.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from arena_seg.data.orientation import lps_to_ras
 from arena_seg.data.volumes import Volume, check_label, read_volume
 from arena_seg.errors import InputError
-from lib.conf import norm_name
+from lib.organs import OrganRegistry
 
 
 @dataclass
@@ -123,14 +124,15 @@ def on_image_grid(array: np.ndarray, affine: np.ndarray, image: Volume, path: Pa
     return array
 
 
-def normalise_label(image: Volume, label: LabelFile, organs: list[str], label_info: object = None
+def normalise_label(image: Volume, label: LabelFile, organs: OrganRegistry, label_info: object = None
                     ) -> tuple[np.ndarray, dict]:
-    """The label as uint8 ids 1..n of ``organs`` on the image's grid, and what was found (for the label's info).
+    """The label as uint8 organ ids (``organs``' registry) on the image's grid, and what was found (the label's info).
 
-    Raises :class:`InputError` when the label does not fit the image, names none of the organs or is empty.
+    Segments are named by the .seg.nrrd header, else by ``label_info``, else a value v is the v-th configured organ.
+    A name that is not a known organ becomes a new one when it has voxels and qualifies (:mod:`lib.organs`); its id
+    is recorded only once the label is known good. Raises :class:`InputError` when the label does not fit the
+    image, names no organ, or is empty.
     """
-    if not organs:
-        raise InputError("this server learns no organs: start it with --conf labels NAME[,NAME...]")
     layers, cropped = [], label.segments is not None
     for layer in label.layers:
         values = np.asarray(layer)
@@ -142,40 +144,47 @@ def normalise_label(image: Volume, label: LabelFile, organs: list[str], label_in
             raise InputError(f"label {label.path.name} holds negative values ({int(values.min())}); label maps hold "
                              "0 for background and positive segment values")
         layers.append(on_image_grid(values.astype(np.int64), label.affine, image, label.path, cropped))
-    wanted = {norm_name(o): o for o in organs}
+    known = organs.ids()
+    source, named = _named_segments(label, layers, organs.configured, label_info)
     sources: dict[str, list[tuple[int, int]]] = {}
-    if label.segments:
-        source = "seg.nrrd header"
-        named = label.segments
-    elif label_info:
-        source = "label_info"
-        named = {name: (0, value) for name, value in parse_label_info(label_info).items()}
-    else:
-        source = "ids"
-        present = sorted(set(np.unique(layers[0]).tolist()) - {0})
-        extra = [v for v in present if v > len(organs)]
-        if extra:
-            raise InputError(f"label {label.path.name} holds ids {present} but this server learns {len(organs)} "
-                             f"organ(s) {list(organs)} as ids 1..{len(organs)}; send label_info "
-                             "[{'name', 'idx'}] naming the organ of each value, or relabel")
-        named = {organ: (0, i + 1) for i, organ in enumerate(organs)}
     for name, (layer, value) in named.items():
-        organ = wanted.get(norm_name(name))
-        if organ is not None:
-            if not 0 <= layer < len(layers) or value <= 0:
-                raise InputError(f"segment {name!r}: layer {layer} / value {value} is not in the label file")
-            sources.setdefault(organ, []).append((layer, value))
+        organ = organs.organ_for(name, known)
+        if organ is None:
+            continue
+        if not 0 <= layer < len(layers) or value <= 0:
+            raise InputError(f"segment {name!r}: layer {layer} / value {value} is not in the label file")
+        if organ not in known and not np.any(layers[layer] == value):
+            continue  # an empty segment does not make a new organ
+        sources.setdefault(organ, []).append((layer, value))
     if not sources:
-        raise InputError(f"label names {sorted(named)} but this server learns {list(organs)}; name a segment "
-                         f"after one of them (label_info or the segment's name)")
-    out = np.zeros(image.shape, dtype=np.uint8)
-    counts: dict[str, int] = {}
-    for i, organ in enumerate(organs):
-        for layer, value in sources.get(organ, []):
-            out[layers[layer] == value] = i + 1
-    for i, organ in enumerate(organs):
-        counts[organ] = int((out == i + 1).sum())
-    if not any(counts.values()):
+        raise InputError(f"label names {sorted(named)} but none of them is an organ this server learns or can learn "
+                         f"(known: {organs.describe(known)}); name a segment after the organ you drew (label_info "
+                         "or the segment's name; the foundation's own organs and names such as Segment_1 do not count)")
+    if not any(np.any(layers[layer] == value) for found in sources.values() for layer, value in found):
         raise InputError(f"label {label.path.name} is empty for {list(sources)}: draw the organ before saving")
-    info = {"arena_labels": {o: i + 1 for i, o in enumerate(organs)}, "arena_voxels": counts, "arena_source": source}
-    return out, info
+    ids = organs.assign(sources)  # only now: a refused label records no new organ
+    out = np.zeros(image.shape, dtype=np.uint8)
+    for organ in sorted(sources, key=ids.get):  # on overlap the organ with the higher id wins
+        for layer, value in sources[organ]:
+            out[layers[layer] == value] = ids[organ]
+    counts = {organ: int((out == ids[organ]).sum()) for organ in sources}
+    return out, {"arena_labels": ids, "arena_voxels": counts, "arena_source": source}
+
+
+def _named_segments(label: LabelFile, layers: list[np.ndarray], configured: tuple[str, ...], label_info: object
+                    ) -> tuple[str, dict[str, tuple[int, int]]]:
+    """(source, {segment name: (layer, value)}) of a label file."""
+    if label.segments:
+        return "seg.nrrd header", label.segments
+    if label_info:
+        return "label_info", {name: (0, value) for name, value in parse_label_info(label_info).items()}
+    if not configured:
+        raise InputError(f"label {label.path.name} names no organ: send label_info [{{'name', 'idx'}}] naming the "
+                         "organ of each value (this server has no --conf labels to number them by)")
+    present = sorted(set(np.unique(layers[0]).tolist()) - {0})
+    extra = [v for v in present if v > len(configured)]
+    if extra:
+        raise InputError(f"label {label.path.name} holds ids {present} but this server learns {len(configured)} "
+                         f"organ(s) {list(configured)} as ids 1..{len(configured)}; send label_info "
+                         "[{'name', 'idx'}] naming the organ of each value, or relabel")
+    return "ids", {organ: (0, i + 1) for i, organ in enumerate(configured)}

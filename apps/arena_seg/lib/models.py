@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from pathlib import Path
@@ -13,6 +14,7 @@ from arena_seg.library import LibraryPredictor, OrganLibrary, output_ids
 from arena_seg.models.checkpoint import read_network_config
 from arena_seg.models.registry import default_model_dir, get_spec, list_foundations
 from lib.conf import AppConf, resolve_device
+from lib.organs import OrganRegistry
 from lib.versions import VersionStore
 
 logger = logging.getLogger(__name__)
@@ -91,11 +93,15 @@ class ModelCache:
             sha256 = self._served_sha256(foundation, library)
             return LibraryPredictor(foundation, library, pins, foundation_sha256=sha256, cache=cache)
 
+    @functools.cached_property
+    def registry(self) -> OrganRegistry:
+        """The organs this server learns and their ids (organs.json; --conf labels first, then those labels add)."""
+        return OrganRegistry(self.versions.root, self.conf.labels, self.foundation_labels())
+
     def organ_library(self) -> OrganLibrary:
         """The library of this server's versions, its organs' ids recorded (configured organs first)."""
-        library = OrganLibrary(self.versions.root)
-        library.assign_ids(list(self.conf.labels))
-        return library
+        self.registry.ids()
+        return self.registry.library
 
     def library_labels(self) -> dict[str, int] | None:
         """{organ: value} of infer `arena`'s label map, read without loading weights (None before a good run)."""
@@ -104,6 +110,11 @@ class ModelCache:
         library = self.organ_library()
         ids = library.ids()
         return output_ids(self.foundation_labels(), {o: ids[o] for o in library.organs()})
+
+    def known_labels(self) -> dict[str, int]:
+        """{organ: value} of the foundation's organs and every organ of the registry, learned or still to learn
+        (what Slicer's segment list shows: each organ on the value it keeps)."""
+        return output_ids(self.foundation_labels(), self.registry.ids())
 
     def _served_sha256(self, foundation: Predictor, library: OrganLibrary) -> str | None:
         """sha256 of the served foundation's weights, as adapters record it (their trainable head left out)."""

@@ -18,12 +18,16 @@ from lib.conf import AppConf, device_choices, resolve_device
 
 #: keys MONAI Label or its clients add to a train request; accepted and ignored
 FRAMEWORK_KEYS = frozenset({"model", "client_id", "gpus", "multi_gpu", "local_rank", "bundle_path", "name"})
+#: keys the app itself adds (the auto-trainer marks its runs); accepted, not shown in Slicer's options
+INTERNAL_KEYS = frozenset({"auto_train"})
 
 
 def default_options(conf: AppConf) -> dict[str, Any]:
     """The trainer's config as /info shows it (lists: the first item is the default)."""
     d = FinetuneConfig()
     return {
+        "organs": ",".join(conf.labels),
+        "warm_start": False,
         "max_epochs": conf.epochs,
         "method": list(METHODS),
         "rank": d.rank,
@@ -38,11 +42,15 @@ def default_options(conf: AppConf) -> dict[str, Any]:
 
 @dataclass
 class TrainOptions:
-    """A checked request: the engine's config and how many labelled scans to hold out for validation."""
+    """A checked request: the engine's config, how many labelled scans to hold out for validation, the organs named
+    (checked against the datastore by the trainer) and whether to start from their latest adapter."""
 
     config: FinetuneConfig
     val_split: float
     values: dict[str, Any]
+    organs: tuple[str, ...] = ()
+    warm_start: bool = False
+    auto_train: bool = False
 
 
 #: upper bounds of the options (README: train options); beyond them a run would not end or not fit in memory
@@ -78,7 +86,7 @@ def _as_float(key: str, value: Any, low: float, high: float | None = None, open_
 def parse_options(request: dict[str, Any], conf: AppConf) -> TrainOptions:
     """Check a train request (defaults for what it leaves out); raises InputError naming the bad option."""
     defaults = default_options(conf)
-    unknown = sorted(k for k in request if k not in defaults and k not in FRAMEWORK_KEYS)
+    unknown = sorted(k for k in request if k not in defaults and k not in FRAMEWORK_KEYS | INTERNAL_KEYS)
     if unknown:
         raise InputError(f"unknown train option(s) {', '.join(unknown)}; the options are {', '.join(defaults)}")
     merged = {k: (v[0] if isinstance(v, list) else v) for k, v in defaults.items()}
@@ -101,10 +109,32 @@ def parse_options(request: dict[str, Any], conf: AppConf) -> TrainOptions:
         "seed": _as_int("seed", merged["seed"], 0, MAX_SEED),
         "device": device,
     }
+    organs = parse_organs(request.get("organs", defaults["organs"]))
+    values.update(organs=",".join(organs), warm_start=_as_bool("warm_start", merged["warm_start"]))
     config = FinetuneConfig(method=method, rank=values["rank"], lam=values["lam"], lr=values["lr"],
                             epochs=values["max_epochs"], num_samples=values["num_samples"], seed=values["seed"],
                             device=device, warmup_epochs=min(2, values["max_epochs"] - 1))
-    return TrainOptions(config=config, val_split=values["val_split"], values=values)
+    return TrainOptions(config=config, val_split=values["val_split"], values=values, organs=organs,
+                        warm_start=values["warm_start"], auto_train=_as_bool("auto_train", request.get("auto_train")))
+
+
+def parse_organs(value: Any) -> tuple[str, ...]:
+    """The ``organs`` option: "a,b" or ["a", "b"] (a REST client may send a list; Slicer sends the text)."""
+    items = value if isinstance(value, list | tuple) else [value]
+    if not all(isinstance(v, str) for v in items if v is not None):
+        raise InputError(f"train option organs: give organ names, comma-separated (got {str(value)[:80]!r})")
+    names = [n.strip() for v in items if v for n in v.split(",") if n.strip()]
+    if any(len(n) > 64 for n in names) or len(names) > 64:
+        raise InputError("train option organs: at most 64 names of at most 64 characters")
+    return tuple(dict.fromkeys(names))
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if value in (None, "", False, 0, "false", "False", "0", "no"):
+        return False
+    if value in (True, 1, "true", "True", "1", "yes"):
+        return True
+    raise InputError(f"train option {key}: give true or false (got {str(value)[:40]!r})")
 
 
 def split_items(items: list[dict], val_split: float, seed: int) -> tuple[list[dict], list[dict]]:

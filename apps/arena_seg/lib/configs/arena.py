@@ -25,7 +25,7 @@ class Arena(TaskConfig):
         return ArenaInfer(self.models, f"ARENA-adapted {self.models.conf.foundation} for {organs}")
 
     def trainer(self) -> TrainTask:
-        return ArenaTrain(self.models.conf, self.models.versions)
+        return ArenaTrain(self.models.conf, self.models.versions, self.models.registry)
 
     def strategy(self) -> dict[str, Strategy]:
         return {"uncertainty": Uncertainty(self.models)}

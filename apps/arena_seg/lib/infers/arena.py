@@ -21,10 +21,9 @@ class ArenaInfer(SegmentationTask):
 
     def info(self) -> dict[str, Any]:
         info = super().info()
-        labels = self.models.library_labels()
-        if labels is None:  # nothing trained yet: list the organs to draw, so Slicer creates their segments
-            labels = {**self.models.foundation_labels(), **_after(self.models.foundation_labels(),
-                                                                 self.models.conf.labels)}
+        # every organ of the registry, learned or still to learn, so Slicer creates their segments (stable values)
+        labels = self.models.known_labels()
+        if self.models.versions.latest() is None:
             info["description"] = f"{self.description} (no adapted model yet: save labels, then train `arena`)"
         else:
             entries = self.models.organ_library().entries()
@@ -61,11 +60,6 @@ def request_pins(request: dict[str, Any], models: ModelCache) -> dict[str, str]:
         pins.update({organ: version_id for organ in organs})
     pins.update(_parse_versions(request.get("versions")))
     return pins
-
-
-def _after(foundation: dict[str, int], organs: tuple[str, ...]) -> dict[str, int]:
-    top = max(foundation.values(), default=0)
-    return {o: top + i + 1 for i, o in enumerate(o for o in organs if o not in foundation)}
 
 
 def _parse_versions(value: Any) -> dict[str, str]:

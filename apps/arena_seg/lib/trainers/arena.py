@@ -1,17 +1,21 @@
 """The `arena` trainer: few-shot ARENA fine-tuning of the foundation on the datastore's final labels.
 
 MONAI Label runs it in a subprocess of the server (``python -m monailabel.interfaces.utils.app -m train``). Each run
-fine-tunes the foundation network afresh on every usable labelled scan, through arena-seg's engine (the one the
-CLI uses), and becomes a new version (:mod:`lib.versions`) only if it ends well. Progress goes to the task's log
-(``/train`` status "details") and to ``train_stats.json``, which ``/info`` → ``train_stats`` reads.
+learns the organs of its ``organs`` option (default ``--conf labels``) from every final label that contains them,
+through arena-seg's engine (the one the CLI uses): afresh, or with ``warm_start`` from the adapter of their latest
+version (:mod:`arena_seg.training.warm_start`; the auto-trainer's short updates). A run becomes a new version
+(:mod:`lib.versions`) only if it ends well; the other organs' versions are never touched. Progress goes to the
+task's log (``/train`` status "details") and to ``train_stats.json``, which ``/info`` → ``train_stats`` reads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +23,36 @@ from monailabel.interfaces.tasks.train import TrainTask
 
 from arena_seg.errors import InputError
 from arena_seg.files import write_json
+from arena_seg.library import OrganLibrary, Version
 from lib.conf import AppConf
+from lib.organs import OrganRegistry
 from lib.train_options import TrainOptions, default_options, parse_options, split_items
+from lib.trainers.run_organs import run_organs, warm_source
 from lib.versions import VersionStore
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class Run:
+    """A checked train request: its options, organs ({organ: id in stored labels}), scans and warm-start source."""
+
+    options: TrainOptions
+    organs: dict[str, int]
+    train: list[dict]
+    val: list[dict]
+    source: Version | None = None
+
+
 class ArenaTrain(TrainTask):
     """Train task whose every run is a version; stats survive the subprocess in a JSON file."""
 
-    def __init__(self, conf: AppConf, versions: VersionStore) -> None:
-        super().__init__(f"Few-shot ARENA fine-tuning of {conf.foundation} for {', '.join(conf.labels) or '(none)'}")
+    def __init__(self, conf: AppConf, versions: VersionStore, registry: OrganRegistry) -> None:
+        organs = ", ".join(conf.labels) or "the organs named in the train options"
+        super().__init__(f"Few-shot ARENA fine-tuning of {conf.foundation} for {organs}")
         self.conf = conf
         self.versions = versions
+        self.registry = registry
         self.stats_file = conf.arena_dir / "train_stats.json"
 
     def config(self) -> dict[str, Any]:
@@ -57,47 +77,54 @@ class ArenaTrain(TrainTask):
                     "best_metric": best, "metric": manifest.get("metric", "validation Dice"),
                     "total_time": manifest.get("seconds"), "version": latest, "status": "DONE"}
 
-    def check(self, request: dict[str, Any], datastore: Any) -> tuple[TrainOptions, list[dict], list[dict]]:
-        """Options and (train, val) scans of a request; raises InputError with what to fix."""
-        if not self.conf.labels:
-            raise InputError("this server learns no organs: start it with --conf labels NAME[,NAME...]")
+    def check(self, request: dict[str, Any], datastore: Any) -> Run:
+        """Options, organs, (train, val) scans and warm-start source of a request; InputError with what to fix."""
         options = parse_options(request, self.conf)
-        items, skipped = datastore.training_items()
+        organs = run_organs(options.organs, self.registry, datastore)
+        items, skipped = datastore.training_items(organs)
         if skipped:
-            logger.warning("skipping %d label(s) saved for other organs: %s", len(skipped), skipped)
+            logger.warning("skipping %d label(s) saved with other organ ids: %s", len(skipped), skipped)
         if not items:
-            total = len(datastore.list_images())
-            raise InputError(f"no scan has a final label of {', '.join(self.conf.labels)} yet (0 of {total} scans "
-                             "labelled): draw the organ on at least one scan and save it, then train")
+            raise InputError(f"every final label of {', '.join(organs)} was saved with other organ ids "
+                             f"({', '.join(skipped)}): save them again")
+        source = None
+        if options.warm_start:
+            source = warm_source(OrganLibrary(self.versions.root).resolve(), list(organs))
         train, val = split_items(items, options.val_split, options.config.seed)
-        return options, train, val
+        return Run(options, organs, train, val, source)
 
     def __call__(self, request: dict[str, Any], datastore: Any) -> dict[str, Any]:
         from arena_seg.inference.loading import load_model
         from arena_seg.training.engine import finetune
         from arena_seg.training.outputs import save_run
+        from arena_seg.training.warm_start import WarmStart, adapter_file
 
-        options, train, val = self.check(request, datastore)
-        config = options.config
+        run = self.check(request, datastore)
+        options, train, val, config, method = run.options, run.train, run.val, run.options.config, None
+        if run.source is not None:  # the saved adapter's method and ranks go on; the run's other options apply
+            method = WarmStart(adapter_file(run.source.folder), run.source.organs, list(run.organs))
+            config = dataclasses.replace(config, method=str(run.source.manifest.get("method") or config.method))
         start = time.time()
         recorder = _Recorder(self.stats_file, config.epochs)
-        logger.info("arena: %s on %d scan(s) (%s), validating on %d (%s); options %s", ", ".join(self.conf.labels),
+        logger.info("arena: %s on %d scan(s) (%s), validating on %d (%s)%s; options %s", ", ".join(run.organs),
                     len(train), ", ".join(i["id"] for i in train), len(val), ", ".join(i["id"] for i in val) or "-",
-                    options.values)
+                    f", warm start from {run.source.id}" if run.source else "", options.values)
         try:
             model, spec = load_model(self.conf.foundation, self.conf.checkpoint)
             with self.versions.new_version() as (version, stage):
                 recorder.version = version
                 recorder.write({"status": "RUNNING", "epoch": 0})
-                result = finetune(model, spec, self.conf.organs, train, val, config, progress=recorder.epoch,
-                                  log_dir=str(stage / "tensorboard"))
+                result = finetune(model, spec, run.organs, train, val, config, progress=recorder.epoch,
+                                  log_dir=str(stage / "tensorboard"), method=method)
                 last = result.history[-1]["loss"] if result.history else float("nan")
                 if not math.isfinite(last):
                     raise RuntimeError(f"the loss is {last}: the run is discarded; try a smaller lr")
-                metric = self._metric(result, spec, train, val)
+                metric = self._metric(result, spec, run.organs, train, val)
                 manifest = save_run(stage, result, spec, config, [i["id"] for i in train], [i["id"] for i in val],
                                     extra={"version": version, "foundation_ref": self.conf.foundation,
-                                           "label_ids": self.conf.organs, "request": options.values, **metric})
+                                           "label_ids": run.organs, "request": options.values,
+                                           "warm_start": run.source.id if run.source else None,
+                                           "auto_train": options.auto_train, **metric})
         except BaseException as exc:
             recorder.write({"status": "FAILED", "error": f"{type(exc).__name__}: {exc}",
                             "total_time": round(time.time() - start, 1)})
@@ -112,7 +139,8 @@ class ArenaTrain(TrainTask):
         return summary
 
 
-    def _metric(self, result: Any, spec: Any, train: list[dict], val: list[dict]) -> dict[str, Any]:
+    def _metric(self, result: Any, spec: Any, organs: dict[str, int], train: list[dict], val: list[dict]
+                ) -> dict[str, Any]:
         """The figure Slicer's accuracy bar shows (``best_metric``) and what it is (``metric``). With a few shots
         there is often no scan to hold out; then the Dice on the training scans is reported, and named so,
         rather than a 0 that reads as a failed run."""
@@ -122,8 +150,8 @@ class ArenaTrain(TrainTask):
         from arena_seg.training.evaluate import evaluate
 
         device = next(result.model.parameters()).device
-        names = list(self.conf.organs)
-        label_map = {file_id: i + 1 for i, file_id in enumerate(self.conf.organs.values())}
+        names = list(organs)
+        label_map = {file_id: i + 1 for i, file_id in enumerate(organs.values())}
         dice = evaluate(result.model, spec.preprocessing, train, label_map, names, device)
         finite = [d for d in dice.values() if math.isfinite(d)]
         return {"best_metric": float(sum(finite) / len(finite)) if finite else 0.0, "train_dice": _finite(dice),
