@@ -103,14 +103,6 @@ class ModelCache:
         self.registry.ids()
         return self.registry.library
 
-    def library_labels(self) -> dict[str, int] | None:
-        """{organ: value} of infer `arena`'s label map, read without loading weights (None before a good run)."""
-        if self.versions.latest() is None:
-            return None
-        library = self.organ_library()
-        ids = library.ids()
-        return output_ids(self.foundation_labels(), {o: ids[o] for o in library.organs()})
-
     def known_labels(self) -> dict[str, int]:
         """{organ: value} of the foundation's organs and every organ of the registry, learned or still to learn
         (what Slicer's segment list shows: each organ on the value it keeps)."""

@@ -1,0 +1,121 @@
+"""Submit Label → served update, with ``--conf auto_train true``: the MONAI Label app driven by monailabel's client.
+
+``python -m arena_seg.bench.auto_train [--organ pancreas] [--shots 3] [--first-epochs 20] [--out DIR]`` writes
+phantom studies, starts the real server (the embedded default foundation, ``auto_train true``, ``epochs
+--first-epochs``), then saves the organ's truth label on one study after another, never pressing Train. After each
+save it polls ``/info`` until the organ's new version is listed (the auto-training run landed), then infers
+``arena`` on a study nobody labelled and checks that the answer was served by that version. The first save gets a
+full run from scratch (``--first-epochs``); every later one a warm-started update of ``auto_train_epochs``. Prints
+and writes (DIR/auto_train.json) the seconds from each save to the version landing and to the served answer, and
+the Dice of that answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _learned(client, organ: str) -> str | None:
+    """The version serving ``organ`` as /info lists it (None before its first)."""
+    for entry in client.info()["models"]["arena"].get("organ_library") or []:
+        if entry["organ"] == organ:
+            return entry["version"]
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from monailabel.client import MONAILabelClient
+
+    from arena_seg.data.volumes import read_volume
+    from arena_seg.files import write_nifti_mask
+    from arena_seg.organs import PHANTOM_LABELS
+    from arena_seg.resources import app_dir
+    from arena_seg.serving import free_port, server_alive, write_phantom_studies
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--organ", default="pancreas")
+    p.add_argument("--shots", type=int, default=3, help="labels saved one after another")
+    p.add_argument("--first-epochs", type=int, default=20, help="epochs of the organ's first (from scratch) run")
+    p.add_argument("--auto-epochs", type=int, default=None, help="--conf auto_train_epochs (default: the app's)")
+    p.add_argument("--out", default="runs/auto-train")
+    p.add_argument("--timeout", type=float, default=1800, help="give up waiting for a version after this many s")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    studies = out / "studies"
+    names = write_phantom_studies(studies, args.shots + 1, 3.0, seed=31)
+    truth = {n: read_volume(studies.with_name("studies-truth") / f"{n}.nii.gz", "label") for n in names}
+    organ_id = PHANTOM_LABELS[args.organ]
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MONAI_LABEL_TRACKING_ENABLED": "false"}
+    conf = {"labels": args.organ, "model_dir": str((out / "model").resolve()), "auto_train": "true",
+            "epochs": str(args.first_epochs)}
+    if args.auto_epochs:
+        conf["auto_train_epochs"] = str(args.auto_epochs)
+    cmd = [str(bin_dir / "monailabel"), "start_server", "--app", str(app_dir()), "--studies", str(studies.resolve()),
+           "--host", "127.0.0.1", "--port", str(port)]
+    for key, value in conf.items():
+        cmd += ["--conf", key, value]
+    with open(out / "server.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    rows = []
+    try:
+        deadline = time.time() + 180
+        while not server_alive(url):
+            if proc.poll() is not None or time.time() > deadline:
+                raise SystemExit(f"server did not start; see {out / 'server.log'}")
+            time.sleep(1)
+        client = MONAILabelClient(url, tmpdir=tempfile.mkdtemp(dir=out))
+        auto_epochs = client.info()["auto_train"]["epochs"]
+        scored = names[-1]
+        for shot, name in enumerate(names[: args.shots], start=1):
+            before = _learned(client, args.organ)
+            mask = (truth[name].array == organ_id).astype(np.uint8)
+            path = write_nifti_mask(out / f"{name}-label.nii.gz", mask, truth[name].affine)
+            start = time.perf_counter()
+            client.save_label(name, str(path), params={"label_info": [{"name": args.organ, "idx": 1}]})
+            while (version := _learned(client, args.organ)) == before:
+                if time.perf_counter() - start > args.timeout:
+                    raise SystemExit(f"no new version {args.timeout:.0f} s after saving {name}")
+                time.sleep(1)
+            landed = time.perf_counter() - start
+            result, params = client.infer("arena", scored, {})
+            served = time.perf_counter() - start
+            if params["versions"].get(args.organ) != version:
+                raise SystemExit(f"infer served {params['versions']} instead of {version}")
+            pred = read_volume(result, "label").array == params["label_names"][args.organ]
+            ref = truth[scored].array == organ_id
+            dice = float(2 * (pred & ref).sum() / max(pred.sum() + ref.sum(), 1))
+            manifest = json.loads((out / "model" / "arena" / "versions" / version / "manifest.json").read_text())
+            rows.append({"shots": shot, "version": version, "warm_start": manifest.get("warm_start"),
+                         "epochs": manifest.get("epochs_run"), "train_seconds": manifest.get("seconds"),
+                         "save_to_version_s": round(landed, 1), "save_to_served_s": round(served, 1),
+                         "dice": round(dice, 3), "training_dice": manifest.get("best_metric")})
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    figures = {"organ": args.organ, "first_epochs": args.first_epochs, "auto_train_epochs": auto_epochs,
+               "scored_study": scored, "rows": rows, "threads": os.environ.get("OMP_NUM_THREADS"),
+               "load_average": os.getloadavg()}
+    (out / "auto_train.json").write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
