@@ -3,17 +3,19 @@ request may name, checked in-process before any task starts."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
 
 import numpy as np
 import pytest
-from app_support import APP_DIR, GALLBLADDER, app_class, truth, write_nifti
+from app_support import APP_DIR, GALLBLADDER, app_class, snapshot, truth, write_nifti
 from fastapi import HTTPException
 from lib.auto_train import AutoTrainer
 from monailabel.config import settings
 
+import arena_seg.training.warm_start as warm_start
 from arena_seg.organs import PHANTOM_LABELS
 
 
@@ -132,3 +134,26 @@ def test_with_auto_train_a_saved_final_label_queues_its_organs(make_app, phantom
     _save(app, phantom_dir, tmp_path, "phantom_000", "gallbladder", GALLBLADDER)
     assert app.on_save_label("phantom_000", "phantom_000")["auto_train"]["pending"] == ["gallbladder"]
     assert "auto_train" not in make_app().info()
+
+
+@pytest.mark.slow
+def test_a_failed_warm_start_keeps_every_version(make_app, phantom_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(settings, "MONAI_LABEL_AUTO_UPDATE_SCORING", False)
+    app = make_app()
+    _save(app, phantom_dir, tmp_path, "phantom_000", "gallbladder", GALLBLADDER)
+    quick = {"model": "arena", "organs": "gallbladder", "max_epochs": 1, "num_samples": 1, "rank": 4, "val_split": 0}
+    assert app.train(quick)["version"] == "v001"
+    versions = tmp_path / "m" / "arena" / "versions"
+    before = snapshot(versions)
+
+    def broken(*args, **kwargs):
+        raise ValueError("adapter file does not match its sha256")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(warm_start, "load_warm_start", broken)
+        with pytest.raises(ValueError, match="sha256"):
+            app.train({**quick, "warm_start": True, "auto_train": True})
+    assert snapshot(versions) == before and app.versions.latest() == "v001"
+    assert app.train({**quick, "warm_start": True})["version"] == "v002"
+    assert json.loads((versions / "v002" / "manifest.json").read_text())["warm_start"] == "v001"
+    assert {k: v for k, v in snapshot(versions).items() if "v001" in k} == before

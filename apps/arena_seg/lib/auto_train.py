@@ -78,7 +78,12 @@ class AutoTrainer:
 
     def _loop(self) -> None:
         while True:
-            organ = self._next()
+            try:
+                organ = self._next()
+            except Exception:  # the worker must outlive a failing busy() check: the queue is kept, tried again
+                logger.exception("auto-train: cannot tell whether a training runs")
+                time.sleep(self.poll_s)
+                continue
             try:
                 request = self._start(organ)
             except Exception as exc:  # e.g. the organ's labels were removed meanwhile: say so, keep serving
