@@ -84,6 +84,7 @@ def _independent(foundation: Predictor, versions: list[tuple[Predictor, dict[int
     image, net_affine = foundation.network_input(volume.array, volume.affine)
     probs = foundation.probabilities(image)[0].numpy()
     best, score = probs.argmax(0), probs.max(0)
+    score[best == 0] = 0.0  # the foundation's background does not compete with a learned organ
     for predictor, values in versions:
         p = predictor.probabilities(image)[0].numpy()
         arg, top = p.argmax(0), p.max(0)

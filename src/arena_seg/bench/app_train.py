@@ -29,6 +29,16 @@ def _slicer_options(info: dict) -> dict:
     return {k: (v[0] if isinstance(v, list) else v) for k, v in config.items()}
 
 
+def organ_value(params: dict, organ: str) -> int:
+    """The organ's value in infer ``arena``'s mask, from the answer's label names. Not 1: the mask holds the
+    foundation's organs on their own values (1 is the foundation's first organ) and each learned organ on the id
+    the organ library gave it."""
+    names = params.get("label_names") or {}
+    if organ not in names:
+        raise SystemExit(f"the answer names no {organ!r}: its labels are {sorted(names)}")
+    return int(names[organ])
+
+
 def main(argv: list[str] | None = None) -> int:
     from monailabel.client import MONAILabelClient
 
@@ -93,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         dice, infer_s = {}, []
         for name in scored:
             t0 = time.perf_counter()
-            result, _ = client.infer("arena", name, {})
+            result, params = client.infer("arena", name, {})
             infer_s.append(time.perf_counter() - t0)
-            pred = read_volume(result, "label").array == 1
+            pred = read_volume(result, "label").array == organ_value(params, args.organ)
             ref = truth[name].array == organ_id
             dice[name] = float(2 * (pred & ref).sum() / max(pred.sum() + ref.sum(), 1))
         stats = client.info()["train_stats"]["arena"]

@@ -2,10 +2,12 @@
 
   arena-seg adapters list   --library DIR
   arena-seg adapters export --library DIR --organ NAME [--version vNNN] --out FOLDER
-  arena-seg adapters import --library DIR --from FOLDER
+  arena-seg adapters import --library DIR --from FOLDER [--foundation MODEL]
 
 DIR is a library (a server's ``<model_dir>/arena``). An import is refused when the adapter was trained on another
-foundation network than the library's (the adapter records the foundation weights' sha256).
+foundation network than the library's (the adapter records the foundation weights' sha256). A library without an
+adapter yet records no foundation: name the server's foundation with --foundation (as --model takes it: default,
+or a network folder) to check the first import too.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--version", default=None, help="export: a version of the organ (default: its latest)")
     p.add_argument("--out", default=None, metavar="FOLDER", help="export: a new folder")
     p.add_argument("--from", dest="source", default=None, metavar="FOLDER", help="import: an exported folder")
+    p.add_argument("--foundation", default=None, metavar="MODEL",
+                   help="import: the foundation the library serves (checked even when the library holds no adapter)")
     p.set_defaults(func=run)
 
 
@@ -42,6 +46,25 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.source:
         raise InputError("adapters import needs --from FOLDER (a folder written by adapters export)")
-    version = library.import_(args.source)
+    sha256 = _foundation_sha256(args.foundation, args.source) if args.foundation else None
+    version = library.import_(args.source, sha256)
     print(f"imported {', '.join(version.organs)} as {version.id} into {library.root}")
     return 0
+
+
+def _foundation_sha256(ref: str, source: str) -> str | None:
+    """sha256 of ``ref``'s weights as the exported adapter hashes its foundation (its trainable head left out)."""
+    import warnings
+    from pathlib import Path
+
+    path = Path(source) / "adapter.json"
+    if not path.is_file():
+        return None  # a run without adapters: nothing to compare
+    trainable = tuple(json.loads(path.read_text()).get("config", {}).get("trainable") or ())
+    with warnings.catch_warnings():  # MONAI's import warnings: the command answers in one line
+        warnings.simplefilter("ignore")
+        from arena_seg.adapters.io import base_weights_sha256
+        from arena_seg.inference.loading import load_model
+
+        model, _ = load_model(ref)
+    return base_weights_sha256(model, trainable)

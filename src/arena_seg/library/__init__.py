@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from arena_seg.errors import InputError
-from arena_seg.library.combine import LibraryPredictor, output_ids
 from arena_seg.library.store import OrganLibrary, Version, check_foundation
 
 __all__ = ["LibraryPredictor", "OrganLibrary", "Version", "check_foundation", "library_foundation", "output_ids"]
+
+
+def __getattr__(name: str) -> Any:
+    """The serving side (torch, MONAI) is imported when first used: `arena-seg adapters` reads and copies folders
+    only, and answers (or refuses an import) without loading either, or printing their import warnings."""
+    if name in ("LibraryPredictor", "output_ids"):
+        from arena_seg.library import combine
+
+        return getattr(combine, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def library_foundation(library: OrganLibrary) -> str:

@@ -3,9 +3,12 @@
 Every network of a library shares the foundation's preprocessing, so all of them run on the same network grid:
 the foundation first (its argmax and that class's probability per voxel), then each version that serves a learned
 organ (each a merged copy of foundation + adapter, loaded once and kept). A voxel becomes a learned organ where
-that version's argmax is the organ and its probability is higher than the best so far; so overlaps go to the
-higher probability, and an organ's voxels elsewhere stay the foundation's. The combined label is brought back to
-the scan's grid nearest-neighbour, chunk by chunk (only a uint8 mask at full resolution).
+that version's argmax is the organ and its probability is higher than the best organ's so far; so overlaps go to
+the higher probability, and an organ's voxels elsewhere stay the foundation's. Background does not compete: where
+the foundation's argmax is background the best so far is 0, so a learned organ's voxels are the organ wherever its
+version says so (a foundation that never saw the organ calls it background, often with a higher probability than
+a few-shot adapter gives the organ, and would otherwise hide it). The combined label is brought back to the scan's
+grid nearest-neighbour, chunk by chunk (only a uint8 mask at full resolution).
 
 Output ids: the foundation's organs keep their own values; a learned organ that the foundation also has takes the
 foundation's value; a novel organ takes ``max(foundation values) + its library id`` (stable: the library id never
@@ -99,15 +102,17 @@ class LibraryPredictor(Predictor):
 
 
 def _best_class(predictor: Predictor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(argmax (X, Y, Z) int16, its probability (X, Y, Z) float32) of ``predictor`` on the network grid."""
+    """(argmax (X, Y, Z) int16, its probability (X, Y, Z) float32, 0 where the argmax is background) of
+    ``predictor`` on the network grid."""
     shape = tuple(image.shape[2:])
     best = torch.zeros(shape, dtype=torch.int16)
     score = torch.zeros(shape, dtype=torch.float32)
 
     def keep(probs: torch.Tensor, start: int) -> None:
         top, arg = probs.max(0)
-        best[start:start + probs.shape[1]] = arg.cpu().to(torch.int16)
-        score[start:start + probs.shape[1]] = top.cpu().float()
+        arg, top = arg.cpu(), top.cpu().float()
+        best[start:start + probs.shape[1]] = arg.to(torch.int16)
+        score[start:start + probs.shape[1]] = torch.where(arg == 0, 0.0, top)  # background (value 0) competes not
 
     predictor._stream(image, keep)
     return best, score

@@ -5,6 +5,7 @@ Layout (what the MONAI Label app's version store writes, ``<model_dir>/arena``):
     versions/v001/   adapter.safetensors + adapter.json (ARENA/LoRA runs), network/ (merged), manifest.json
     versions/v002/   ...
     organs.json      {"organs": {name: id}}: an organ keeps its id once given
+    latest -> versions/v002   the newest finished version (a training run or an import moves it)
 
 An organ's versions are the runs whose manifest lists it; its latest good version is the newest of them (a failed
 run never becomes a version). Each adapter records the sha256 of the foundation weights it was trained on; one
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ from arena_seg.files import staged_output, write_json
 
 VERSION = re.compile(r"v(\d{3,})")
 ORGANS_FILE = "organs.json"
+_STAGE, _OWNER = ".stage-", ".owner"  # as the app's version store (apps/arena_seg/lib/versions.py) names them
 
 
 @dataclass(frozen=True)
@@ -170,25 +173,62 @@ class OrganLibrary:
 
     def import_(self, folder: str | Path, foundation_sha256: str | None = None) -> Version:
         """Add an exported version as this library's next version; refused (nothing written) when it was trained
-        on another foundation than this library's (or ``foundation_sha256``)."""
+        on another foundation than this library's adapters record, or than ``foundation_sha256`` (the served
+        foundation's, which also checks the first import into a library without adapters).
+
+        The version is claimed, written and published as the app's version store does it (``versions/.stage-vNNN``
+        made atomically, renamed to ``vNNN`` when complete, then ``latest`` moved), so a server running on this
+        library serves the organ from its next request (it reads the library on every request) and a training run
+        finishing at the same time never gets the same id."""
         folder = Path(folder)
         if not (folder / "manifest.json").is_file() or not (folder / "network" / "network.json").is_file():
             raise InputError(f"{folder} is not an exported adapter (manifest.json and network/ are needed)")
         incoming = Version("import", folder, json.loads((folder / "manifest.json").read_text()))
         if not incoming.organs:
             raise InputError(f"{folder}: its manifest names no organ")
-        check_foundation(incoming, foundation_sha256 or self.foundation_sha256())
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        numbers = [int(m.group(1)) for p in self.versions_dir.iterdir() if (m := VERSION.fullmatch(
-            p.name.removeprefix(".stage-")))]
-        n = max(numbers, default=0) + 1
-        with staged_output(self.versions_dir / f"v{n:03d}") as stage:
+        check_foundation(incoming, foundation_sha256)
+        check_foundation(incoming, self.foundation_sha256())
+        self.assign_ids(list(incoming.organs))  # ids first: the version is served with them once it appears
+        version, stage = self._claim()
+        try:
             shutil.copytree(folder, stage, dirs_exist_ok=True)
             (stage / "export.json").unlink(missing_ok=True)
-            manifest = {**incoming.manifest, "version": f"v{n:03d}", "imported_from": str(folder)}
-            write_json(stage / "manifest.json", manifest, default=str)
-        self.assign_ids(list(incoming.organs))
-        return next(v for v in self.versions() if v.id == f"v{n:03d}")
+            write_json(stage / "manifest.json", {**incoming.manifest, "version": version,
+                                                 "imported_from": str(folder)}, default=str)
+            (stage / _OWNER).unlink(missing_ok=True)
+            os.rename(stage, self.versions_dir / version)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        self._point_latest(version)
+        return next(v for v in self.versions() if v.id == version)
+
+    def _claim(self) -> tuple[str, Path]:
+        """(next version id, its stage folder), claimed with an atomic mkdir as the app's version store claims."""
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        names = [p.name.removeprefix(_STAGE) for p in self.versions_dir.iterdir()]
+        n = max([int(m.group(1)) for m in map(VERSION.fullmatch, names) if m], default=0) + 1
+        while True:
+            version, stage = f"v{n:03d}", self.versions_dir / f"{_STAGE}v{n:03d}"
+            try:
+                stage.mkdir()
+            except FileExistsError:
+                n += 1
+                continue
+            if (self.versions_dir / version).exists():
+                stage.rmdir()
+                n += 1
+                continue
+            (stage / _OWNER).write_text(str(os.getpid()))  # a running server leaves a live writer's stage alone
+            return version, stage
+
+    def _point_latest(self, version: str) -> None:
+        """``latest`` → ``versions/<version>``, replaced atomically (the app's newest finished version)."""
+        link, tmp = self.root / "latest", self.root / f".latest.{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.symlink(Path("versions") / version, tmp)
+        os.replace(tmp, link)
 
 
 def check_foundation(version: Version, foundation_sha256: str | None) -> None:
