@@ -95,7 +95,7 @@ def test_arena_schedule_flags_reach_the_run(phantom_dir, tiny_default, tmp_path)
     assert _finetune(phantom_dir, out, "arena", "--lam", "1000", "--min-rank", "2", "--lam-warmup", "0",
                      "--lam-ramp", "0", "--refit", "0.5", "--gate-optimizer", "sgd", "--prox", "lr") == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    config = manifest["config"] if "config" in manifest else manifest
+    config = manifest["config"]
     assert {k: config[k] for k in ("min_rank", "lam_warmup", "lam_ramp", "refit", "gate_optimizer")} == {
         "min_rank": 2, "lam_warmup": 0.0, "lam_ramp": 0.0, "refit": 0.5, "gate_optimizer": "sgd"}
     assert set(manifest["effective_ranks"].values()) == {2}
