@@ -72,3 +72,24 @@ def test_cpu_preset_resumes_run_by_run(tiny_default, tmp_path):
     assert "ARENA − LoRA, paired" not in (out / "results.md").read_text()  # no r16 pair in this tiny run
     assert main(argv + ["--resume", "--lr", "0.01"]) == 0  # other settings: nothing is reused
     assert json.loads(arena_file.read_text())["key"]["lr"] == 0.01
+
+
+def test_a_stored_run_on_other_foundation_weights_is_not_reused(tmp_path):
+    """--resume reuses a run only on the same foundation weights: a new version of the embedded network (same
+    settings, same data) gives another key, so its runs are made again."""
+    import torch
+
+    from arena_seg.bench.fewshot import FewshotData, run_key
+    from arena_seg.bench.protocol import PRESETS
+    from arena_seg.models.registry import build_network, get_spec
+
+    arch = get_spec("default").arch
+    torch.manual_seed(0)
+    a = build_network(arch)
+    torch.manual_seed(1)
+    b = build_network(arch)
+    data = FewshotData(organs={"gallbladder": 8}, pool=[], test=[{"id": "t", "image": "t.nii.gz"}], source="x")
+    preset = PRESETS["cpu"]
+    assert run_key(preset, data, a) == run_key(preset, data, a)
+    assert run_key(preset, data, a) != run_key(preset, data, b)
+    assert run_key(preset, data, a)["foundation_sha256"] != run_key(preset, data, b)["foundation_sha256"]

@@ -123,10 +123,15 @@ def host_info(device: torch.device) -> dict:
     return info
 
 
-def run_key(preset: Preset, data: FewshotData) -> dict:
-    """What a stored run must share with this benchmark to be reused: everything but the methods, k and seeds."""
+def run_key(preset: Preset, data: FewshotData, base: nn.Module | None = None) -> dict:
+    """What a stored run must share with this benchmark to be reused: everything but the methods, k and seeds,
+    and the foundation network's weights (a run on another version of the embedded network is not reused)."""
     keep = {k: v for k, v in asdict(preset).items() if k not in ("name", "methods", "shots", "seeds")}
     key = {**keep, "data": data.source, "test": [t.get("id", t["image"]) for t in data.test]}
+    if base is not None:
+        from arena_seg.adapters.io import base_weights_sha256
+
+        key["foundation_sha256"] = base_weights_sha256(base)
     return json.loads(json.dumps(key))  # as a stored file reads back (tuples become lists)
 
 
@@ -173,7 +178,7 @@ def run_fewshot(out: Path, base: nn.Module, spec: FoundationSpec, data: FewshotD
         results["trace_run"] = {"method": trace[0].label, "k": trace[1], "seed": trace[2]}
     out.mkdir(parents=True, exist_ok=True)
     (out / "runs").mkdir(exist_ok=True)
-    key = run_key(preset, data)
+    key = run_key(preset, data, base)
     plan = [(k, seed, method) for k in shots for seed in preset.seeds for method in methods]
     start = time.perf_counter()
     for i, (k, seed, method) in enumerate(plan):
