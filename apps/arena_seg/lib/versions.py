@@ -21,6 +21,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from arena_seg.library.store import claim_version, point_latest
 from lib.atomic_store import pid_alive
 from lib.errors import NoAdaptedModelError, UnknownVersionError
 
@@ -100,30 +101,10 @@ class VersionStore:
         self._point_latest(version)
 
     def _claim(self) -> tuple[str, Path]:
-        names = [p.name.removeprefix(_STAGE) for p in self.versions_dir.iterdir()]
-        numbers = [int(m.group(1)) for m in map(_ID.fullmatch, names) if m]
-        n = max(numbers, default=0) + 1
-        while True:  # mkdir is atomic: two runs never get the same id
-            version = f"v{n:03d}"
-            stage = self.versions_dir / f"{_STAGE}{version}"
-            try:
-                stage.mkdir()
-            except FileExistsError:
-                n += 1
-                continue
-            if (self.versions_dir / version).exists():
-                stage.rmdir()
-                n += 1
-                continue
-            (stage / _OWNER).write_text(str(os.getpid()))
-            return version, stage
+        return claim_version(self.versions_dir)
 
     def _point_latest(self, version: str) -> None:
-        tmp = self.root / f".latest.{os.getpid()}"
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        os.symlink(Path("versions") / version, tmp)
-        os.replace(tmp, self.latest_link)  # atomic on POSIX: readers see the old or the new target
+        point_latest(self.root, version)
 
     def remove_stale_stages(self) -> None:
         """Remove the stage folders of runs that never finished (a killed server leaves them); a stage whose

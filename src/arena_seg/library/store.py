@@ -29,7 +29,7 @@ from arena_seg.files import staged_output, write_json
 
 VERSION = re.compile(r"v(\d{3,})")
 ORGANS_FILE = "organs.json"
-_STAGE, _OWNER = ".stage-", ".owner"  # as the app's version store (apps/arena_seg/lib/versions.py) names them
+_STAGE, _OWNER = ".stage-", ".owner"  # a version being written, and the pid of its writer
 
 
 @dataclass(frozen=True)
@@ -204,31 +204,41 @@ class OrganLibrary:
         return next(v for v in self.versions() if v.id == version)
 
     def _claim(self) -> tuple[str, Path]:
-        """(next version id, its stage folder), claimed with an atomic mkdir as the app's version store claims."""
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        names = [p.name.removeprefix(_STAGE) for p in self.versions_dir.iterdir()]
-        n = max([int(m.group(1)) for m in map(VERSION.fullmatch, names) if m], default=0) + 1
-        while True:
-            version, stage = f"v{n:03d}", self.versions_dir / f"{_STAGE}v{n:03d}"
-            try:
-                stage.mkdir()
-            except FileExistsError:
-                n += 1
-                continue
-            if (self.versions_dir / version).exists():
-                stage.rmdir()
-                n += 1
-                continue
-            (stage / _OWNER).write_text(str(os.getpid()))  # a running server leaves a live writer's stage alone
-            return version, stage
+        return claim_version(self.versions_dir)
 
     def _point_latest(self, version: str) -> None:
-        """``latest`` → ``versions/<version>``, replaced atomically (the app's newest finished version)."""
-        link, tmp = self.root / "latest", self.root / f".latest.{os.getpid()}"
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        os.symlink(Path("versions") / version, tmp)
-        os.replace(tmp, link)
+        point_latest(self.root, version)
+
+
+def claim_version(versions_dir: Path) -> tuple[str, Path]:
+    """(next version id, its stage folder ``versions_dir/.stage-vNNN``), claimed with an atomic mkdir, so two
+    writers (a training run, an import, another server on the same folder) never get the same id; the stage
+    records its writer's pid (``.owner``) so a running server leaves a live writer's stage alone."""
+    versions_dir.mkdir(parents=True, exist_ok=True)
+    names = [p.name.removeprefix(_STAGE) for p in versions_dir.iterdir()]
+    n = max([int(m.group(1)) for m in map(VERSION.fullmatch, names) if m], default=0) + 1
+    while True:
+        version, stage = f"v{n:03d}", versions_dir / f"{_STAGE}v{n:03d}"
+        try:
+            stage.mkdir()
+        except FileExistsError:
+            n += 1
+            continue
+        if (versions_dir / version).exists():
+            stage.rmdir()
+            n += 1
+            continue
+        (stage / _OWNER).write_text(str(os.getpid()))
+        return version, stage
+
+
+def point_latest(root: Path, version: str) -> None:
+    """``root/latest`` → ``versions/<version>``, replaced atomically: readers see the old or the new target."""
+    link, tmp = root / "latest", root / f".latest.{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(Path("versions") / version, tmp)
+    os.replace(tmp, link)
 
 
 def check_foundation(version: Version, foundation_sha256: str | None) -> None:
