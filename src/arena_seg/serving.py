@@ -6,8 +6,10 @@ imports monailabel.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from arena_seg.errors import InputError
@@ -61,3 +63,39 @@ def write_phantom_studies(studies: Path, n: int, spacing: float, seed: int = 7) 
         shutil.move(str(Path(tmp) / "labels.json"), truth / "labels.json")
     (studies / PHANTOM_MARKER).write_text(f"phantoms written by arena-seg serve; truth labels in {truth}\n")
     return names
+
+
+@contextlib.contextmanager
+def running_app(out: Path, studies: Path, conf: dict[str, str], start_timeout: float = 180) -> Iterator[str]:
+    """Start the arena-seg MONAI Label app on ``studies`` (``monailabel start_server``, its log in
+    ``out/server.log``) with ``--conf`` ``conf``; yield its URL once it answers; stop it (its process group) at the
+    end. For benchmarks that drive the app as Slicer does."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from arena_seg.resources import app_dir
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MONAI_LABEL_TRACKING_ENABLED": "false"}
+    cmd = [str(bin_dir / "monailabel"), "start_server", "--app", str(app_dir()), "--studies", str(studies.resolve()),
+           "--host", "127.0.0.1", "--port", str(port)]
+    for key, value in conf.items():
+        cmd += ["--conf", key, value]
+    with open(out / "server.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + start_timeout
+        while not server_alive(url):
+            if proc.poll() is not None or time.time() > deadline:
+                raise SystemExit(f"server did not start; see {out / 'server.log'}")
+            time.sleep(1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)

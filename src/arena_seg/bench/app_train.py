@@ -13,9 +13,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from arena_seg.data.volumes import read_volume
     from arena_seg.files import write_nifti_mask
     from arena_seg.organs import PHANTOM_LABELS
-    from arena_seg.resources import app_dir
-    from arena_seg.serving import free_port, server_alive, write_phantom_studies
+    from arena_seg.serving import running_app, write_phantom_studies
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--organ", default="pancreas")
@@ -62,22 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     truth = {n: read_volume(studies.with_name("studies-truth") / f"{n}.nii.gz", "label") for n in names}
     organ_id = PHANTOM_LABELS[args.organ]
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MONAI_LABEL_TRACKING_ENABLED": "false"}
-    cmd = [str(bin_dir / "monailabel"), "start_server", "--app", str(app_dir()), "--studies", str(studies.resolve()),
-           "--host", "127.0.0.1", "--port", str(port), "--conf", "labels", args.organ,
-           "--conf", "model_dir", str((out / "model").resolve())]
-    with open(out / "server.log", "wb") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(cmd, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 180
-        while not server_alive(url):
-            if proc.poll() is not None or time.time() > deadline:
-                raise SystemExit(f"server did not start; see {out / 'server.log'}")
-            time.sleep(1)
+    conf = {"labels": args.organ, "model_dir": str((out / "model").resolve())}
+    with running_app(out, studies, conf) as url:
         client = MONAILabelClient(url, tmpdir=tempfile.mkdtemp(dir=out))
         support, scored = names[: args.shots], names[args.shots:]
         for name in support:
@@ -109,9 +91,6 @@ def main(argv: list[str] | None = None) -> int:
             ref = truth[name].array == organ_id
             dice[name] = float(2 * (pred & ref).sum() / max(pred.sum() + ref.sum(), 1))
         stats = client.info()["train_stats"]["arena"]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
     figures = {"organ": args.organ, "shots": args.shots, "train_options": options,
                "seconds_press_train_to_model": round(train_s, 1), "train_stats": stats, "dice": dice,
                "mean_dice": round(float(np.mean(list(dice.values()))), 3),

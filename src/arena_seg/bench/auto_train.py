@@ -21,9 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -81,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from arena_seg.data.volumes import read_volume
     from arena_seg.files import write_nifti_mask
     from arena_seg.organs import PHANTOM_LABELS
-    from arena_seg.resources import app_dir
-    from arena_seg.serving import free_port, server_alive, write_phantom_studies
+    from arena_seg.serving import running_app, write_phantom_studies
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--organ", default="pancreas")
@@ -102,28 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     truth = {n: read_volume(studies.with_name("studies-truth") / f"{n}.nii.gz", "label") for n in names}
     organ_id = PHANTOM_LABELS[args.organ]
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MONAI_LABEL_TRACKING_ENABLED": "false"}
     conf = {"labels": args.organ, "model_dir": str((out / "model").resolve()), "auto_train": "true",
             "epochs": str(args.first_epochs)}
     if args.auto_epochs:
         conf["auto_train_epochs"] = str(args.auto_epochs)
-    cmd = [str(bin_dir / "monailabel"), "start_server", "--app", str(app_dir()), "--studies", str(studies.resolve()),
-           "--host", "127.0.0.1", "--port", str(port)]
-    for key, value in conf.items():
-        cmd += ["--conf", key, value]
-    with open(out / "server.log", "wb") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(cmd, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     rows, end = [], None
-    try:
-        deadline = time.time() + 180
-        while not server_alive(url):
-            if proc.poll() is not None or time.time() > deadline:
-                raise SystemExit(f"server did not start; see {out / 'server.log'}")
-            time.sleep(1)
+    with running_app(out, studies, conf) as url:
         client = MONAILabelClient(url, tmpdir=tempfile.mkdtemp(dir=out))
         auto_epochs = client.info()["auto_train"]["epochs"]
         scored = names[args.shots:]
@@ -160,9 +140,6 @@ def main(argv: list[str] | None = None) -> int:
             end = {"shots": args.shots, "request": request, **_figures(out, version, dice),
                    "press_train_to_version_s": round(train_s, 1)}
             print(json.dumps({"end_training": end}), flush=True)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
     figures = {"organ": args.organ, "first_epochs": args.first_epochs, "auto_train_epochs": auto_epochs,
                "scored_studies": scored, "rows": rows, "end_training": end,
                "auto_train_epochs_total": sum(int(r["epochs"] or 0) for r in rows),
