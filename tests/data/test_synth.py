@@ -128,3 +128,15 @@ def test_cli_writes_readable_scans_from_the_real_label_map(tmp_path):
     bad = subprocess.run([*cmd[:-2], "--seed", "1", "--classes", str(tmp_path / "none.json")],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "--classes" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_convex_hull_fills_concavities_and_keeps_degenerate_masks():
+    m = np.zeros((10, 10), bool)
+    m[2:8, 2] = True
+    m[7, 2:8] = True  # an L: its hull is the triangle (2,2)-(7,2)-(7,7)
+    hull = spatial.convex_hull_2d(m)
+    assert hull[m].all() and hull[5, 4] and not hull[3, 6] and not hull[0, 0]
+    assert hull.sum() == sum(range(1, 7))  # 1 + 2 + ... + 6 pixel centres on or under the diagonal
+    line = np.zeros((5, 5), bool)
+    line[1:4, 2] = True
+    assert np.array_equal(spatial.convex_hull_2d(line), line)

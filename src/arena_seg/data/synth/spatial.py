@@ -20,13 +20,11 @@ def body_layers(label: np.ndarray, spacing: tuple[float, float, float], rng: np.
     it go a muscle wall (3-9 mm), subcutaneous fat (6-36 mm) and skin (one voxel). Unlabelled voxels inside the
     cavity are :data:`VISCERA`; outside the skin stays 0 (air).
     """
-    from skimage.morphology import convex_hull_image
-
     cavity = np.zeros(label.shape, bool)
     for z in range(label.shape[2]):
         sl = label[:, :, z] > 0
         if sl.sum() > 8:
-            cavity[:, :, z] = convex_hull_image(ndimage.binary_fill_holes(sl))
+            cavity[:, :, z] = convex_hull_2d(ndimage.binary_fill_holes(sl))
     # distance outside the cavity, in mm within each slice (z spacing made huge: no spread across slices)
     dist = ndimage.distance_transform_edt(~cavity, sampling=(spacing[0], spacing[1], 1e6))
     muscle = rng.uniform(3, 9)
@@ -38,6 +36,22 @@ def body_layers(label: np.ndarray, spacing: tuple[float, float, float], rng: np.
     out[free & ~cavity & (dist <= muscle)] = WALL_MUSCLE
     out[free & (dist > muscle) & (dist <= fat)] = SUBCUT_FAT
     out[free & (dist > fat) & (dist <= skin)] = SKIN
+    return out
+
+
+def convex_hull_2d(mask: np.ndarray) -> np.ndarray:
+    """The convex hull of a 2-D mask's pixel centres, filled (the mask itself when it has no area)."""
+    from scipy.spatial import ConvexHull, Delaunay, QhullError
+
+    pts = np.argwhere(mask)
+    try:
+        hull = Delaunay(pts[ConvexHull(pts).vertices])
+    except (QhullError, ValueError):  # fewer than 3 points, or all on one line
+        return mask.copy()
+    lo, hi = pts.min(0), pts.max(0) + 1
+    grid = np.stack(np.meshgrid(np.arange(lo[0], hi[0]), np.arange(lo[1], hi[1]), indexing="ij"), -1)
+    out = mask.copy()
+    out[lo[0]:hi[0], lo[1]:hi[1]] |= hull.find_simplex(grid.reshape(-1, 2), tol=1e-9).reshape(grid.shape[:2]) >= 0
     return out
 
 
