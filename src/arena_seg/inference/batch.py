@@ -4,13 +4,11 @@ Each series gets a folder ``OUTPUT/<key>/`` with ``mask.nii.gz`` (on the series'
 ``seg.dcm`` (DICOM inputs) and ``done.json`` (its report entry, written last). Every file is written to a
 temporary name and renamed, so an interrupted run leaves no half-written output, and a rerun skips the series
 whose ``done.json`` matches the model, labels and formats. Under ``torchrun`` the series are shared round-robin
-between the ranks and rank 0 writes ``OUTPUT/report.json``.
+between the ranks and rank 0 writes ``OUTPUT/report.json`` (the outputs and the report: batch_outputs.py).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -23,12 +21,15 @@ import numpy as np
 from arena_seg import __version__
 from arena_seg.errors import InputError
 from arena_seg.files import write_json as _write_json
-from arena_seg.files import write_nifti_mask
 from arena_seg.inference import distributed, memory
 from arena_seg.inference.batch_inputs import SeriesItem, collect_inputs
+from arena_seg.inference.batch_outputs import build_report, previous_entry, read_series, summary_line, write_outputs
+from arena_seg.inference.batch_outputs import reason as _reason
+from arena_seg.inference.batch_outputs import since as _since
+
+__all__ = ["FORMATS", "BatchRunner", "collect_inputs", "run_batch", "summary_line"]
 
 FORMATS = ("nifti", "seg")
-REPORT_VERSION = 1
 
 
 @dataclass
@@ -253,90 +254,19 @@ class BatchRunner:
         return entry
 
     def _previous(self, folder: Path) -> dict | None:
-        marker = folder / "done.json"
-        if self.overwrite or not marker.is_file():
-            return None
-        try:
-            data = json.loads(marker.read_text())
-        except (OSError, ValueError):
-            return None
-        entry = data.get("entry", {})
-        outputs = [folder.parent / p for p in entry.get("outputs", {}).values()]
-        if data.get("fingerprint") != self.fingerprint or not all(p.is_file() for p in outputs):
-            return None
-        return entry
+        return None if self.overwrite else previous_entry(folder, self.fingerprint)
 
     def _read(self, item: SeriesItem):
-        if item.kind == "nifti":
-            from arena_seg.data.volumes import read_volume
-
-            vol = read_volume(item.files[0])
-            return vol.array, vol.affine, None
-        from arena_seg.data.dicom_read import read_dicom_series
-
-        series = read_dicom_series(item.files, min_slices=self.min_slices)
-        return series.array, series.affine, series
+        return read_series(item, self.min_slices)
 
     def _write(self, folder: Path, item: SeriesItem, mask: np.ndarray, affine: np.ndarray, source
                ) -> tuple[dict, float, list[str]]:
-        """Write the requested outputs; returns their paths (relative to the output folder), the SEG's seconds and
-        warnings. A SEG that cannot reference its source is left out with a warning, and the NIfTI mask is written
-        in its place when it was not asked for: a mask that was made is never lost to the SEG."""
-        from arena_seg.data.dicom_seg import seg_left_out_reason, write_segmentation
-
-        outputs, seg_start, warnings = {}, None, []
-        want_seg = "seg" in self.formats and source is not None
-        why = seg_left_out_reason(source) if want_seg else None
-
-        def nifti() -> None:
-            write_nifti_mask(folder / "mask.nii.gz", mask, affine)
-            _write_json(folder / "labels.json", self.labels)
-            outputs.update(nifti=f"{item.key}/mask.nii.gz", labels=f"{item.key}/labels.json")
-
-        if "nifti" in self.formats or source is None or why:
-            nifti()
-        if want_seg and not why:
-            seg_start = time.perf_counter()
-            try:
-                write_segmentation(folder / "seg.dcm", source, mask, self.labels, model_name=self.model_ref,
-                                   uid_seed=json.dumps(self.fingerprint, sort_keys=True))
-                outputs["seg"] = f"{item.key}/seg.dcm"
-            except Exception as exc:  # highdicom refuses what the source's headers hold
-                why = f"it could not be built from the source's headers ({_reason(exc)})"
-                if "nifti" not in outputs:
-                    nifti()
-        if why:
-            warnings.append(f"DICOM SEG left out: {why}" + ("" if "nifti" in self.formats else
-                                                           "; the mask was written as NIfTI instead"))
-        return outputs, (time.perf_counter() - seg_start if seg_start else 0.0), warnings
+        return write_outputs(folder, item.key, mask, affine, source, self.formats, self.labels, self.model_ref,
+                             self.fingerprint)
 
     def _report(self, entries: list[dict], inputs, out: Path, world: int, seconds: float) -> dict:
-        counts = {s: sum(e["status"] == s for e in entries) for s in ("done", "skipped", "failed")}
-        return {
-            "version": REPORT_VERSION, "tool": f"arena-seg {__version__}",
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "inputs": [str(p) for p in inputs], "output": str(out),
-            "model": {"ref": self.model_ref, "network": self.predictor.spec.name, "labels": self.labels},
-            "formats": list(self.formats), "world_size": world,
-            "summary": {"total": len(entries), **counts, "seconds": round(seconds, 2),
-                        "series_per_minute": round(counts["done"] * 60.0 / max(seconds, 1e-9), 2)},
-            "series": entries,
-        }
-
-
-def summary_line(report: dict) -> str:
-    """One line: counts, time, throughput and where the report is."""
-    s = report["summary"]
-    line = (f"{s['total']} series: {s['done']} done, {s['skipped']} skipped, {s['failed']} failed in "
-            f"{s['seconds']:.1f} s ({s['series_per_minute']:.1f} series/min); report: "
-            f"{Path(report['output']) / 'report.json'}")
-    failed = [e for e in report["series"] if e["status"] == "failed"]
-    if failed:
-        line += "; failed: " + "; ".join(f"{e['folder']} ({e['reason']})" for e in failed[:5])
-    warned = sum(bool(e.get("warnings")) for e in report["series"])
-    if warned:
-        line += f"; {warned} with warnings (see the report)"
-    return line
+        return build_report(entries, inputs, out, world, seconds, model={
+            "ref": self.model_ref, "network": self.predictor.spec.name, "labels": self.labels}, formats=self.formats)
 
 
 def run_batch(inputs: Sequence[str | Path | SeriesItem], output_dir: str | Path, predictor,
@@ -344,15 +274,3 @@ def run_batch(inputs: Sequence[str | Path | SeriesItem], output_dir: str | Path,
               **kwargs) -> dict:
     """Segment ``inputs`` with a loaded ``predictor`` into ``output_dir``; returns the report (see module doc)."""
     return BatchRunner(predictor, formats=formats, labels=labels, **kwargs).run(inputs, output_dir, progress)
-
-
-def _reason(exc: BaseException) -> str:
-    from arena_seg.data.dicom_read import SeriesError
-
-    if isinstance(exc, SeriesError | InputError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _since(t0: float) -> float:
-    return round(time.perf_counter() - t0, 3)
