@@ -74,6 +74,27 @@ def test_cpu_preset_resumes_run_by_run(tiny_default, tmp_path):
     assert json.loads(arena_file.read_text())["key"]["lr"] == 0.01
 
 
+@pytest.mark.slow
+def test_jobs_share_the_runs_between_processes_and_report_them_all(tiny_default, tmp_path, capsys):
+    """--jobs 2: two worker processes make every other run of the plan; the report holds all of them in plan
+    order, as one process would have written it, and a rerun with --resume makes nothing again."""
+    out = tmp_path / "jobs"
+    argv = ["bench", "fewshot", "--preset", "cpu", "--out", str(out), "--pool", "1", "--test", "1", "--spacing", "6",
+            "--shots", "1", "--seeds", "0", "1", "--methods", "arena:2", "lora:2", "--steps", "1", "--num-samples",
+            "1", "--organs", "gallbladder", "liver", "--device", "cpu", "--jobs", "2"]
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    plan = [("arena-r2", 0), ("lora-r2", 0), ("arena-r2", 1), ("lora-r2", 1)]
+    assert [(r["method"], r["seed"]) for r in results["runs"]] == plan
+    assert "stopped" not in results and (out / "results.md").is_file()
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    assert len(stamps) == 4
+    assert main(argv + ["--resume"]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == stamps  # nothing made again
+    assert main(argv[:-2] + ["--jobs", "0", "--resume"]) == 2
+    assert "--jobs 0: give 1 or more" in capsys.readouterr().err
+
+
 def test_a_stored_run_on_other_foundation_weights_is_not_reused(tmp_path):
     """--resume reuses a run only on the same foundation weights: a new version of the embedded network (same
     settings, same data) gives another key, so its runs are made again."""

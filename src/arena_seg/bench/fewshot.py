@@ -145,12 +145,14 @@ def _stored(path: Path, key: dict) -> dict | None:
 
 def run_fewshot(out: Path, base: nn.Module, spec: FoundationSpec, data: FewshotData, preset: Preset,
                 methods: list[MethodSpec], device: str = "auto", log: Callable[[str], None] = print,
-                budget_s: float | None = None, resume: bool = False) -> dict:
+                budget_s: float | None = None, resume: bool = False, shard: tuple[int, int] | None = None) -> dict:
     """Run the benchmark, writing each run to ``out/runs/`` and ``results.json`` as it goes, the markdown table and
     plots at the end.
 
     With ``budget_s``, no new run starts once that many seconds have passed; the report covers the runs done. With
-    ``resume``, a run whose file is already in ``out/runs/`` (same settings) is read, not run again.
+    ``resume``, a run whose file is already in ``out/runs/`` (same settings) is read, not run again. With
+    ``shard=(i, n)`` only every n-th run from the i-th is made and only its run files are written (see
+    :func:`run_parallel`, whose last pass writes the report).
     """
     from .plots import fewshot_plots
     from .report import fewshot_markdown, write_json
@@ -180,6 +182,8 @@ def run_fewshot(out: Path, base: nn.Module, spec: FoundationSpec, data: FewshotD
     (out / "runs").mkdir(exist_ok=True)
     key = run_key(preset, data, base)
     plan = [(k, seed, method) for k in shots for seed in preset.seeds for method in methods]
+    if shard is not None:
+        plan = plan[shard[0]::shard[1]]
     start = time.perf_counter()
     for i, (k, seed, method) in enumerate(plan):
         if method.label in results["skipped"]:
@@ -205,7 +209,8 @@ def run_fewshot(out: Path, base: nn.Module, spec: FoundationSpec, data: FewshotD
         record["key"] = key
         write_json(path, record)
         results["runs"].append(record)
-        write_json(out / "results.json", results)
+        if shard is None:
+            write_json(out / "results.json", results)
         dice = " ".join(f"{o} {d:.3f}" if d is not None else f"{o} n/a" for o, d in record["dice"].items())
         log(f"[{i + 1}/{len(plan)}] {method.label} k={k} seed={seed}: Dice {dice} | trainable "
             f"{record['params_start']} -> {record['params_end']} | {record['train_seconds']:.0f} s train, "
@@ -215,7 +220,55 @@ def run_fewshot(out: Path, base: nn.Module, spec: FoundationSpec, data: FewshotD
     if not results["runs"]:
         raise InputError("the time budget ran out before the first run finished")
     results["seconds"] = round(time.perf_counter() - start, 1)
+    if shard is not None:
+        return results
     write_json(out / "results.json", results)
     (out / "results.md").write_text(fewshot_markdown(results))
     fewshot_plots(results, out)
     return results
+
+
+def _shard_worker(out: Path, model_ref: str, checkpoint: str | None, data: FewshotData, preset: Preset,
+                  methods: list[MethodSpec], device: str, budget_s: float | None, shard: tuple[int, int],
+                  threads: int) -> None:
+    """One process of :func:`run_parallel`: its own copy of the network, its share of the runs."""
+    from arena_seg.inference.loading import load_model
+
+    torch.set_num_threads(threads)
+    base, spec = load_model(model_ref, checkpoint)
+    prefix = f"[worker {shard[0] + 1}/{shard[1]}] "
+    run_fewshot(out, base, spec, data, preset, methods, device=device, budget_s=budget_s, resume=True,
+                shard=shard, log=lambda line: print(prefix + line, flush=True))
+
+
+def run_parallel(out: Path, model_ref: str, checkpoint: str | None, data: FewshotData, preset: Preset,
+                 methods: list[MethodSpec], jobs: int, device: str = "cpu", log: Callable[[str], None] = print,
+                 budget_s: float | None = None, resume: bool = False) -> dict:
+    """The benchmark in ``jobs`` processes of ``cpu_count // jobs`` threads each (a small network trains faster
+    as several single-thread processes than as one multi-thread one), each making every ``jobs``-th run; then a
+    last pass in this process reads their run files back and writes the report. Stopped, it resumes run by run.
+    """
+    import multiprocessing
+
+    from arena_seg.inference.loading import load_model
+
+    if not resume:  # a fresh benchmark: runs left by an earlier one in OUT are not reused
+        for path in (out / "runs").glob("*.json"):
+            path.unlink()
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    ctx = multiprocessing.get_context("spawn")  # no forked torch thread pools
+    workers = [ctx.Process(target=_shard_worker, name=f"fewshot-{i}",
+                           args=(out, model_ref, checkpoint, data, preset, methods, device, budget_s, (i, jobs),
+                                 threads)) for i in range(jobs)]
+    log(f"{jobs} worker processes, {threads} thread(s) each")
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    failed = [f"{w.name} (exit {w.exitcode})" for w in workers if w.exitcode != 0]
+    if failed:
+        raise InputError(f"worker {', '.join(failed)} stopped; the runs the workers finished are kept in "
+                         f"{out / 'runs'}: run the same command with --resume")
+    base, spec = load_model(model_ref, checkpoint)
+    # budget 0: this pass only reads the workers' runs back (any left undone by their budget stay undone)
+    return run_fewshot(out, base, spec, data, preset, methods, device=device, log=log, resume=True, budget_s=0)

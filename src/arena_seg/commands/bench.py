@@ -61,6 +61,9 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                    help="start no new run after this long; report the runs done")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at once, each in its own process with (CPU cores / JOBS) threads (default 1); "
+                        "stopped, it resumes with --resume")
     p.set_defaults(func=run_fewshot)
 
 
@@ -145,6 +148,8 @@ def run_fewshot(args: argparse.Namespace) -> int:
     from arena_seg.inference.loading import load_model
 
     out = Path(args.out)
+    if args.jobs < 1:
+        raise InputError(f"--jobs {args.jobs}: give 1 or more")
     if (out / "results.json").exists() and not (args.force or args.resume):
         raise InputError(f"{out} already holds results.json; choose a new folder, --resume it or pass --force")
     if args.quick and args.preset not in (None, "quick"):
@@ -167,9 +172,13 @@ def run_fewshot(args: argparse.Namespace) -> int:
         if preset.pool < 1 or preset.test < 1:
             raise InputError("--pool and --test must be ≥ 1")
         data = fewshot.phantom_data(Path(args.data) if args.data else out / "phantoms", preset)
-    model, spec = load_model(args.model, args.checkpoint)
-    results = fewshot.run_fewshot(out, model, spec, data, preset, methods, device=args.device,
-                                  budget_s=args.budget, resume=args.resume)
+    if args.jobs > 1:
+        results = fewshot.run_parallel(out, args.model, args.checkpoint, data, preset, methods, args.jobs,
+                                       device=args.device, budget_s=args.budget, resume=args.resume)
+    else:
+        model, spec = load_model(args.model, args.checkpoint)
+        results = fewshot.run_fewshot(out, model, spec, data, preset, methods, device=args.device,
+                                      budget_s=args.budget, resume=args.resume)
     print(f"wrote {out}/results.json, results.md and plots: {len(results['runs'])} runs in {results['seconds']:.0f} s")
     return 0
 
