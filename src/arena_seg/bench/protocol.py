@@ -111,9 +111,10 @@ FULL = Preset(
     num_samples=4,
 )
 
-#: issue 14's CPU preset (about 3 h on 2 cores): can the methods be told apart? Two novel organs and a base one,
+#: issue 14's CPU preset (2.2 h on 2 cores, --jobs 2): can the methods be told apart? Two novel organs and a base one,
 #: k 1 and 5, 3 seeds, each method at 3 initial ranks, full fine-tuning as the ceiling, 160 steps a run (LoRA's
-#: validation Dice had levelled off by then) at the engine's lr and ARENA's default settings
+#: validation Dice had levelled off by then on the default network's version 1, not on version 2: README) at the
+#: engine's lr and ARENA's default settings
 CPU = Preset(
     name="cpu",
     shots=(1, 5),
