@@ -244,10 +244,9 @@ def _shard_worker(out: Path, model_ref: str, checkpoint: str | None, data: Fewsh
 def run_parallel(out: Path, model_ref: str, checkpoint: str | None, data: FewshotData, preset: Preset,
                  methods: list[MethodSpec], jobs: int, device: str = "cpu", log: Callable[[str], None] = print,
                  budget_s: float | None = None, resume: bool = False) -> dict:
-    """The benchmark in ``jobs`` processes of ``cpu_count // jobs`` threads each (a small network trains faster
-    as several single-thread processes than as one multi-thread one), each making every ``jobs``-th run; then a
-    last pass in this process reads their run files back and writes the report. Stopped, it resumes run by run.
-    """
+    """The benchmark in ``jobs`` processes of ``cpu_count // jobs`` threads each, each making every ``jobs``-th
+    run; then a last pass in this process reads their run files back and writes the report. Stopped, it resumes
+    run by run."""
     import multiprocessing
 
     from arena_seg.inference.loading import load_model
