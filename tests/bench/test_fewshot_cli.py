@@ -69,7 +69,10 @@ def test_cpu_preset_resumes_run_by_run(tiny_default, tmp_path):
     again = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in again["runs"]] == ["arena-r2", "lora-r2"] and lora_file.is_file()
     assert again["runs"][0] == kept  # read back, not run again
-    assert "ARENA − LoRA, paired" not in (out / "results.md").read_text()  # no r16 pair in this tiny run
+    text = (out / "results.md").read_text()
+    assert "ARENA − LoRA, paired" not in text  # no r16 pair in this tiny run
+    own = sum(r["train_seconds"] + r["eval_seconds"] for r in again["runs"])
+    assert f"the runs' own training and testing {own:.0f} s" in text  # a kept run's time is not lost to the report
     assert main(argv + ["--resume", "--lr", "0.01"]) == 0  # other settings: nothing is reused
     assert json.loads(arena_file.read_text())["key"]["lr"] == 0.01
 
