@@ -85,8 +85,9 @@ def fewshot_markdown(results: dict) -> str:
                  f"{g} {', '.join(o for o, v in organs.items() if v == g)}" for g in groups) + ".",
              f"Device: {results['host'].get('gpu') or results['host']['device']}; "
              f"this pass {results.get('seconds', 0):.0f} s, the runs' own training and testing "
-             f"{sum(r['train_seconds'] + r['eval_seconds'] for r in results['runs']):.0f} s (runs kept by --resume "
-             "count in the second figure only). Dice on held-out volumes, mean ± sd over seeds.", ""]
+             f"{sum(r.get('train_seconds', 0) + r.get('eval_seconds', 0) for r in results['runs']):.0f} s "
+             "(runs kept by --resume count in the second figure only). Dice on held-out volumes, mean ± sd over "
+             "seeds.", ""]
     if results.get("skipped"):
         lines += [f"Skipped: {', '.join(results['skipped'])}.", ""]
     if results.get("stopped"):
