@@ -132,8 +132,9 @@ class BatchRunner:
         for entry in entries:
             entry["rank"] = rank
         merged = [e for part in distributed.all_gather(entries) for e in part]
-        report = self._report(sorted(merged, key=lambda e: e["key"]), sources or paths, out, world,
-                              time.perf_counter() - start)
+        model = {"ref": self.model_ref, "network": self.predictor.spec.name, "labels": self.labels}
+        report = build_report(sorted(merged, key=lambda e: e["key"]), sources or paths, out, world,
+                              time.perf_counter() - start, model=model, formats=self.formats)
         if rank == 0:
             _write_json(out / "report.json", report)
         return report
@@ -187,7 +188,7 @@ class BatchRunner:
                  "status": "failed", "reason": None, "warnings": list(item.notes), "outputs": {}, "volumes_ml": {},
                  "timings": {}}
         job = _Job(item, entry)
-        previous = self._previous(out / item.key)
+        previous = None if self.overwrite else previous_entry(out / item.key, self.fingerprint)
         if previous is not None:
             job.entry = {**previous, "status": "skipped", "reason": "already done by a previous run", "timings": {}}
         elif item.error:
@@ -200,7 +201,7 @@ class BatchRunner:
             (out / item.key / "done.json").unlink(missing_ok=True)  # an outdated result is no longer "done"
             t0 = time.perf_counter()
             try:
-                array, job.affine, job.source = self._read(item)
+                array, job.affine, job.source = read_series(item, self.min_slices)
                 entry["warnings"] += getattr(job.source, "notes", [])  # what the reader left out, and why
             except Exception as exc:  # SeriesError/InputError carry the reason; anything else is reported as is
                 entry["reason"] = _reason(exc)
@@ -241,7 +242,9 @@ class BatchRunner:
         entry["shape"] = list(mask.shape)
         entry["spacing_mm"] = [round(float(s), 4) for s in np.linalg.norm(affine[:3, :3], axis=0)]
         try:
-            entry["outputs"], seg_s, warnings = self._write(out / job.item.key, job.item, mask, affine, job.source)
+            entry["outputs"], seg_s, warnings = write_outputs(
+                out / job.item.key, job.item.key, mask, affine, job.source, self.formats, self.labels,
+                self.model_ref, self.fingerprint)
             entry["warnings"] += warnings
         except Exception as exc:
             entry["reason"] = f"writing outputs failed: {_reason(exc)}"
@@ -252,21 +255,6 @@ class BatchRunner:
         entry["status"] = "done"
         _write_json(out / job.item.key / "done.json", {"fingerprint": self.fingerprint, "entry": entry})
         return entry
-
-    def _previous(self, folder: Path) -> dict | None:
-        return None if self.overwrite else previous_entry(folder, self.fingerprint)
-
-    def _read(self, item: SeriesItem):
-        return read_series(item, self.min_slices)
-
-    def _write(self, folder: Path, item: SeriesItem, mask: np.ndarray, affine: np.ndarray, source
-               ) -> tuple[dict, float, list[str]]:
-        return write_outputs(folder, item.key, mask, affine, source, self.formats, self.labels, self.model_ref,
-                             self.fingerprint)
-
-    def _report(self, entries: list[dict], inputs, out: Path, world: int, seconds: float) -> dict:
-        return build_report(entries, inputs, out, world, seconds, model={
-            "ref": self.model_ref, "network": self.predictor.spec.name, "labels": self.labels}, formats=self.formats)
 
 
 def run_batch(inputs: Sequence[str | Path | SeriesItem], output_dir: str | Path, predictor,
