@@ -4,6 +4,8 @@ on held-out validation phantoms. One JSON per run under OUT (skipped when presen
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/arena_validation.py OUT --organ gallbladder --shots 5 \
         --seeds 1 2 --epochs 24 --variants arena adam5 lora
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/arena_validation.py OUT --organ gallbladder pancreas --rank 64 \
+        --shots 5 --seeds 1 --epochs 32 --pool 10 --test 4 --variants params1e-4 lora   # the CPU preset's setting
     .venv/bin/python benchmarks/arena_validation.py OUT --probe      # gate gradient scale (sets prox='adam' λ)
 """
 
@@ -43,6 +45,11 @@ VARIANTS = {
     "sgd": {"method": "arena", "gate_optimizer": "sgd", "lam": 1e-5, "lam_warmup": 0.1, "lam_ramp": 0.3,
             "refit": 0.1, "min_rank": 1},
     "lr-mult1": {"method": "arena", "gate_lr_mult": 1.0},
+    # group-lasso λ (issue 14's parameter target): each layer's λ times sqrt(its parameters per rank / their mean)
+    "params3e-5": {"method": "arena", "lam": 3e-5, "lam_weight": "params"},
+    "params1e-4": {"method": "arena", "lam": 1e-4, "lam_weight": "params"},
+    "params3e-4": {"method": "arena", "lam": 3e-4, "lam_weight": "params"},
+    "adam3e-5": {"method": "arena", "lam": 3e-5},
 }
 
 
@@ -91,7 +98,9 @@ def table(out: Path) -> None:
     for path in sorted(out.glob("*-s*.json")):
         r = json.loads(path.read_text())
         opts = ", ".join(f"{k} {v}" for k, v in r["options"].items() if k != "method") or r["options"]["method"]
-        novel = next(v for k, v in r["dice"].items() if k != "liver")
+        if "rank" in r:
+            opts = f"r{r['rank']}, {opts}"
+        novel = np.mean([v for k, v in r["dice"].items() if k != "liver"])  # the novel organs' mean
         print(f"| {r['organ']} | {r['variant']} | {opts} | {r['seed']} | {novel:.3f} | {r['dice']['liver']:.3f} | "
               f"{r['params_start']:,} → {r['params_end']:,} | {' '.join(str(v) for v in r['ranks'].values())} | "
               f"{r['train_seconds']:.0f} |")
@@ -103,7 +112,8 @@ def main() -> None:
 
     p = argparse.ArgumentParser()
     p.add_argument("out")
-    p.add_argument("--organ", default="gallbladder")
+    p.add_argument("--organ", nargs="+", default=["gallbladder"], help="novel organ(s), learnt with the liver")
+    p.add_argument("--rank", type=int, default=None, help="initial rank (default: ArenaConfig's)")
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--epochs", type=int, default=24)
@@ -120,22 +130,25 @@ def main() -> None:
     items = data(out / "phantoms", args.pool + args.test)
     pool, test = items[: args.pool], items[args.pool:]
     base, spec = load_model("default")
-    organs = {args.organ: PHANTOM_LABELS[args.organ], "liver": PHANTOM_LABELS["liver"]}  # novel + a base organ
+    organs = {**{o: PHANTOM_LABELS[o] for o in args.organ}, "liver": PHANTOM_LABELS["liver"]}  # novel + a base one
+    organ = "+".join(args.organ)
+    rank = {} if args.rank is None else {"rank": args.rank}
+    tag = "" if args.rank is None else f"-r{args.rank}"
     if args.probe:
         probe(base, spec, organs, draw_support(pool, args.shots, args.seeds[0]))
         return
     for seed in args.seeds:
         support = draw_support(pool, args.shots, seed)
         for variant in args.variants:
-            path = out / f"{args.organ}-k{args.shots}-e{args.epochs}-{variant}-s{seed}.json"
+            path = out / f"{organ}-k{args.shots}-e{args.epochs}{tag}-{variant}-s{seed}.json"
             if path.is_file():
                 continue
-            config = FinetuneConfig(**VARIANTS[variant], epochs=args.epochs, seed=seed, device="cpu")
+            config = FinetuneConfig(**VARIANTS[variant], **rank, epochs=args.epochs, seed=seed, device="cpu")
             model = copy.deepcopy(base)
             result = finetune(model, spec, organs, support, None, config)
             label_map = {file_id: i + 1 for i, file_id in enumerate(organs.values())}
             dice = evaluate(result.model, spec.preprocessing, test, label_map, list(organs), torch.device("cpu"))
-            record = {"variant": variant, "options": VARIANTS[variant], "organ": args.organ, "k": args.shots,
+            record = {"variant": variant, "options": VARIANTS[variant], "organ": organ, **rank, "k": args.shots,
                       "seed": seed, "epochs": args.epochs, "support": [s["id"] for s in support],
                       "test": [t["id"] for t in test], "dice": {k: round(float(v), 4) for k, v in dice.items()},
                       "params_start": result.params_start, "params_end": result.params_end,

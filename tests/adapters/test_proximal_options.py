@@ -103,3 +103,40 @@ def test_lora_drops_every_gate_penalty_option():
     lora = methods.build("lora", arena)
     assert (lora.config.lam, lora.config.prox, lora.config.min_rank, lora.config.refit) == (0.0, "lr", 0, 0.0)
     assert lora.config.gate_lr_mult == 4.0 and methods.build("arena", arena).config == arena
+
+
+def test_lam_weight_params_scales_each_layer_by_the_root_of_its_rank_cost():
+    # a rank of the 4->4 Linear costs 4 + 4 + 1 = 9 parameters, one of the 16->32 Linear 16 + 32 + 1 = 49
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(16, 32))
+    config = ArenaConfig(rank=2, targets=(r"^\d$",), prox="lr", lam=0.1, lam_weight="params", min_rank=0,
+                         lam_warmup=0.0, lam_ramp=0.0, refit=0.0)
+    inject(model, config)
+    assert [model[0].params_per_rank(), model[1].params_per_rank()] == [9, 49]
+    weights = [model[0].lam_weight, model[1].lam_weight]
+    assert weights == pytest.approx([(9 / 29) ** 0.5, (49 / 29) ** 0.5])  # mean cost (9 + 49) / 2 = 29
+    with torch.no_grad():
+        for layer in model:
+            layer.gate.fill_(1.0)
+    proximal_step(model, lr=1.0)  # threshold lr * λ * w per layer
+    assert _close(model[0].gate, [1 - 0.1 * weights[0]] * 2)
+    assert _close(model[1].gate, [1 - 0.1 * weights[1]] * 2)
+    # the default leaves one λ for every layer
+    plain = nn.Sequential(nn.Linear(4, 4), nn.Linear(16, 32))
+    inject(plain, ArenaConfig(rank=2, targets=(r"^\d$",)))
+    assert [plain[0].lam_weight, plain[1].lam_weight] == [1.0, 1.0]
+
+
+def test_lam_weight_params_counts_conv_ranks_and_survives_pruning():
+    model = nn.Sequential(nn.Conv3d(2, 3, 3), nn.ConvTranspose3d(3, 2, 2))
+    inject(model, ArenaConfig(rank=4, targets=(r"^\d$",), lam_weight="params"))
+    # Conv3d: A row 2*27, B column 3; ConvTranspose3d: A (3 x r x 2³) slice 3*8, B column 2; plus the gate
+    assert [model[0].params_per_rank(), model[1].params_per_rank()] == [2 * 27 + 3 + 1, 3 * 8 + 2 + 1]
+    with torch.no_grad():
+        model[0].gate.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    model[0].prune()
+    assert model[0].params_per_rank() == 58 and model[0].rank == 1
+
+
+def test_lam_weight_rejects_unknown_values():
+    with pytest.raises(ValueError, match="lam_weight"):
+        ArenaConfig(lam_weight="size")

@@ -117,3 +117,23 @@ def test_a_stored_run_on_other_foundation_weights_is_not_reused(tmp_path):
     assert run_key(preset, data, a) == run_key(preset, data, a)
     assert run_key(preset, data, a) != run_key(preset, data, b)
     assert run_key(preset, data, a)["foundation_sha256"] != run_key(preset, data, b)["foundation_sha256"]
+
+
+def test_a_stored_arena_run_made_under_other_arena_defaults_is_not_reused(tmp_path):
+    """The run key holds the preset, not ARENA's defaults: an ARENA run file is reused only when its recorded
+    options are the ones today's defaults give; LoRA and the others do not depend on them."""
+    from arena_seg.bench.fewshot import _stored, arena_settings, run_config
+    from arena_seg.bench.protocol import PRESETS, MethodSpec
+
+    preset, key = PRESETS["cpu"], {"any": "key"}
+    arena, lora = MethodSpec("arena", 64), MethodSpec("lora", 64)
+    today = arena_settings(arena, run_config(arena, 5, 0, preset, "cpu"))
+    assert today["rank"] == 64 and arena_settings(lora, run_config(lora, 5, 0, preset, "cpu")) is None
+    path = tmp_path / "arena-r64-k5-s0.json"
+    path.write_text(json.dumps({"key": key, "arena": today, "dice": {}}))
+    assert _stored(path, key, today) is not None
+    assert _stored(path, {"other": "key"}, today) is None
+    path.write_text(json.dumps({"key": key, "arena": {**today, "lam": today["lam"] * 10}, "dice": {}}))
+    assert _stored(path, key, today) is None  # made under another λ default
+    path.write_text(json.dumps({"key": key, "arena": None, "dice": {}}))
+    assert _stored(path, key, None) is not None  # a LoRA run

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PROX_MODES = ("lr", "fixed", "adam")
+LAM_WEIGHTS = ("none", "params")
 GATE_OPTIMIZERS = ("adamw", "sgd")
 
 
@@ -62,6 +63,9 @@ class ArenaConfig:
             are not shrunk (a trimmed l1 penalty), so a layer keeps them unless training itself zeroes them.
         refit: fraction of the steps at the end with the support frozen (default 0.1): no shrinkage, and gates
             already zero stay zero, so the surviving ranks refit without the l1 bias.
+        lam_weight: how ``λ`` differs between layers: ``"none"`` (default: one ``λ`` for every gate) or ``"params"``
+            (group-lasso weight: a layer's ``λ`` times ``sqrt(p_l / mean p)``, ``p_l`` the parameters one of its ranks
+            costs and ``mean p`` that over the adapted layers, so a rank is kept when it earns what it costs).
     """
 
     rank: int = 16
@@ -83,6 +87,7 @@ class ArenaConfig:
     lam_ramp: float = 0.3
     min_rank: int = 1  #: no layer is pruned away entirely
     refit: float = 0.1  #: the last 10 % of the steps refit the surviving ranks without shrinkage
+    lam_weight: str = "none"
 
     def __post_init__(self) -> None:
         if isinstance(self.rank, bool) or not isinstance(self.rank, numbers.Integral) or self.rank < 1:
@@ -111,6 +116,8 @@ class ArenaConfig:
         object.__setattr__(self, "min_rank", int(self.min_rank))
         if self.prox not in PROX_MODES:
             raise ValueError(f"ArenaConfig.prox must be one of {PROX_MODES}, got {self.prox!r}")
+        if self.lam_weight not in LAM_WEIGHTS:
+            raise ValueError(f"ArenaConfig.lam_weight must be one of {LAM_WEIGHTS}, got {self.lam_weight!r}")
         if self.gate_optimizer not in GATE_OPTIMIZERS:
             raise ValueError(
                 f"ArenaConfig.gate_optimizer must be one of {GATE_OPTIMIZERS}, got {self.gate_optimizer!r}")

@@ -36,6 +36,8 @@ class ArenaLayer(nn.Module):
         self.config = config
         self.scale = config.scale
         self.lam = config.lam
+        #: this layer's share of λ (``config.lam_weight``; set by :func:`inject`, which sees every adapted layer)
+        self.lam_weight = 1.0
         self.prox = config.prox
         self.merged = False
         self.lora_A, self.lora_B = self._build(config.rank)
@@ -72,6 +74,10 @@ class ArenaLayer(nn.Module):
         if self.rank == 0:
             return torch.zeros_like(weight)
         return self.scale * self._contract(self.lora_B.weight, self.gate, self.lora_A.weight)
+
+    def params_per_rank(self) -> int:
+        """Parameters one rank costs: a row of A, a column of B and a gate."""
+        return _rank_slice(self.lora_A.weight, self.a_rank_dim) + _rank_slice(self.lora_B.weight, 1) + 1
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -141,6 +147,11 @@ class ArenaLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}, scale={self.scale:g}, merged={self.merged}"
+
+
+def _rank_slice(weight: Tensor, rank_dim: int) -> int:
+    """Elements of one rank's slice of a (possibly rank-0) factor weight."""
+    return math.prod(n for i, n in enumerate(weight.shape) if i != rank_dim)
 
 
 class ArenaLinear(ArenaLayer):

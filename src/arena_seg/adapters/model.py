@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Iterator
 
@@ -109,6 +110,13 @@ def inject(model: nn.Module, config: ArenaConfig) -> list[str]:
     for name in wrapped:
         base = model.get_submodule(name)
         _set_submodule(model, name, wrapper_for(base)(base, config))
+    if config.lam_weight == "params":
+        layers = [model.get_submodule(name) for name in wrapped]
+        costs = [layer.params_per_rank() for layer in layers]
+        mean = sum(costs) / len(costs)
+        for layer, cost in zip(layers, costs, strict=True):
+            # group lasso: a group's penalty grows with the square root of its size
+            layer.lam_weight = math.sqrt(cost / mean)
     for _, _, p, is_adapter, is_trainable in tensor_roles(model, model.named_parameters(), config.trainable):
         p.requires_grad_(is_adapter or is_trainable)
     return wrapped
@@ -150,6 +158,8 @@ def trainable_parameters(model: nn.Module) -> int:
 
 
 def gate_l1(model: nn.Module, lam: float | None = None) -> Tensor:
-    """``sum_l lam_l * ||g_l||_1`` (each layer's injected ``lam`` unless given), differentiable, for logging."""
-    terms = [(layer.lam if lam is None else lam) * layer.gate.abs().sum() for layer in arena_layers(model).values()]
+    """``sum_l lam_l * w_l * ||g_l||_1`` (each layer's injected ``lam`` unless given; ``w_l`` its ``lam_weight``),
+    differentiable, for logging."""
+    terms = [(layer.lam if lam is None else lam) * layer.lam_weight * layer.gate.abs().sum()
+             for layer in arena_layers(model).values()]
     return torch.stack(terms).sum() if terms else torch.zeros(())

@@ -61,7 +61,7 @@ def _prox_layer(layer: ArenaLayer, lr: float, lam: float | None, optimizer: Opti
         if support is not None and support.shape == gate.shape:
             gate.mul_(support)
         return
-    lam = (layer.lam if lam is None else lam) * config.lam_factor(progress)
+    lam = (layer.lam if lam is None else lam) * layer.lam_weight * config.lam_factor(progress)
     denominator = adam_denominator(optimizer, gate) if optimizer is not None and layer.prox == "adam" else None
     threshold = gate_threshold(layer, lr, lam, denominator)
     if isinstance(threshold, float) and threshold <= 0:
@@ -79,7 +79,8 @@ def proximal_step(model: nn.Module, lr: float, lam: float | None = None, optimiz
                   progress: float | None = None) -> None:
     """Soft-threshold every gate in place after an optimizer step whose gate lr was ``lr``.
 
-    ``lam`` defaults to each layer's value from its injection config; ``prox``, ``min_rank``, the ``λ`` schedule
+    ``lam`` defaults to each layer's value from its injection config (either way times the layer's
+    ``lam_weight``); ``prox``, ``min_rank``, the ``λ`` schedule
     and the refit phase are the layer's config, evaluated at ``progress`` (fraction of the steps done; None: no
     schedule). ``prox="adam"`` needs ``optimizer`` (the one that holds the gates) for its second moments.
     """

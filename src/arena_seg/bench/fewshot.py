@@ -72,13 +72,23 @@ def user_data(images: list[str], labels: list[str], label_specs: list[str], n_te
     return FewshotData(pairs[:-n_test], pairs[-n_test:], organs, f"{len(pairs)} volumes from {images[0]}")
 
 
+def run_config(method: MethodSpec, k: int, seed: int, preset: Preset, device: str) -> FinetuneConfig:
+    """The fine-tuning settings of one run: the preset's, and ``ArenaConfig``'s defaults for everything else."""
+    return FinetuneConfig(method="lora" if method.is_peer else method.method, rank=method.rank or 16,
+                          lam=preset.lam, lr=preset.lr, epochs=preset.epochs_for(k),
+                          num_samples=preset.num_samples, seed=seed, device=device)
+
+
+def arena_settings(method: MethodSpec, config: FinetuneConfig) -> dict | None:
+    """What a run record keeps of ARENA's options (None for every other method)."""
+    return config.arena.to_dict() if method.method == "arena" else None
+
+
 def run_one(base: nn.Module, spec: FoundationSpec, data: FewshotData, support: list[dict], method: MethodSpec,
             seed: int, preset: Preset, device: torch.device, trace: bool = False) -> dict:
     """Fine-tune a copy of ``base`` with ``method`` on ``support``, score it on ``data.test``; one record."""
     model = copy.deepcopy(base)
-    config = FinetuneConfig(method="lora" if method.is_peer else method.method, rank=method.rank or 16,
-                            lam=preset.lam, lr=preset.lr, epochs=preset.epochs_for(len(support)),
-                            num_samples=preset.num_samples, seed=seed, device=str(device))
+    config = run_config(method, len(support), seed, preset, str(device))
     recorder = GateRecorder(model, full=trace)
     peer = (PeerMethod(method.method, method.rank or 16, total_steps=config.epochs * len(support))
             if method.is_peer else None)
@@ -98,7 +108,7 @@ def run_one(base: nn.Module, spec: FoundationSpec, data: FewshotData, support: l
         "dice": {k: _round(v) for k, v in dice.items()},
         "params_start": result.params_start, "params_end": params_end,
         "effective_ranks": ranks, "mean_effective_rank": _round(np.mean(list(ranks.values()))) if ranks else None,
-        "arena": config.arena.to_dict() if method.method == "arena" else None,
+        "arena": arena_settings(method, config),
         "train_seconds": round(result.seconds, 2), "eval_seconds": round(time.perf_counter() - t0, 2),
         "peak_memory_mb": _round(memory.mb, 1), "memory_measure": memory.kind, "epochs_run": result.epochs_run,
         **recorder.to_dict(),
@@ -135,12 +145,16 @@ def run_key(preset: Preset, data: FewshotData, base: nn.Module | None = None) ->
     return json.loads(json.dumps(key))  # as a stored file reads back (tuples become lists)
 
 
-def _stored(path: Path, key: dict) -> dict | None:
+def _stored(path: Path, key: dict, arena: dict | None) -> dict | None:
+    """The run stored at ``path`` if it was made with ``key`` and, for ARENA, with the ``arena`` options of today's
+    defaults (a run from before a default changed is made again)."""
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return record if record.get("key") == key else None
+    if record.get("key") != key or (arena is not None and record.get("arena") != arena):
+        return None
+    return record
 
 
 def run_fewshot(out: Path, base: nn.Module, spec: FoundationSpec, data: FewshotData, preset: Preset,
@@ -189,7 +203,8 @@ def run_fewshot(out: Path, base: nn.Module, spec: FoundationSpec, data: FewshotD
         if method.label in results["skipped"]:
             continue
         path = out / "runs" / f"{method.label}-k{k}-s{seed}.json"
-        record = _stored(path, key) if resume else None
+        arena = arena_settings(method, run_config(method, k, seed, preset, str(dev)))
+        record = _stored(path, key, arena) if resume else None
         if record is not None:
             results["runs"].append(record)
             log(f"[{i + 1}/{len(plan)}] {method.label} k={k} seed={seed}: kept from {path}")

@@ -41,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"no layer is pruned below this rank (default {d.min_rank})")
     p.add_argument("--refit", type=float, default=d.refit, metavar="FRAC",
                    help=f"fraction of the steps at the end with the pruned support frozen (default {d.refit:g})")
+    p.add_argument("--lam-weight", default=d.lam_weight, choices=("none", "params"),
+                   help=f"λ per layer: none (one λ) or params (times √(parameters per rank / their mean over the "
+                        f"layers), a group-lasso weight) (default {d.lam_weight})")
     p.add_argument("--targets", nargs="+", default=None, help="module-name regexes to adapt (default: the model's)")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     config = FinetuneConfig(method=args.method, rank=args.rank, lam=args.lam, epochs=args.epochs, lr=args.lr,
                             gate_lr_mult=args.gate_lr_mult, prox=args.prox, gate_optimizer=args.gate_optimizer,
                             lam_warmup=args.lam_warmup, lam_ramp=args.lam_ramp, min_rank=args.min_rank,
-                            refit=args.refit,
+                            refit=args.refit, lam_weight=args.lam_weight,
                             num_samples=args.num_samples, seed=args.seed, device=args.device,
                             targets=tuple(args.targets) if args.targets else None)
     finetune_to_folder(args.images, args.labels, args.label, args.out, config, model=args.model,

@@ -20,7 +20,7 @@ class FinetuneConfig:
     """How to fine-tune; every field has the default the CLI, the server and the benchmarks share.
 
     The ARENA hyper-parameters (rank, λ, alpha, gate_init, prox, gate_lr_mult, gate_optimizer, lam_warmup,
-    lam_ramp, min_rank, refit) are an ``ArenaConfig`` in ``arena``; they may also be given and read flat.
+    lam_ramp, min_rank, refit, lam_weight) are an ``ArenaConfig`` in ``arena``; they may also be given and read flat.
     """
 
     method: str = "arena"  #: arena | lora | full | linear | bitfit
@@ -61,6 +61,7 @@ class FinetuneConfig:
     lam_ramp: InitVar[float | None] = None
     min_rank: InitVar[int | None] = None
     refit: InitVar[float | None] = None
+    lam_weight: InitVar[str | None] = None
 
     def __post_init__(self, *flat: Any) -> None:
         problems = []
