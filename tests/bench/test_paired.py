@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from arena_seg.bench.paired import bootstrap_ci, comparison, comparison_markdown, paired_differences, rank_spread
+from arena_seg.bench.paired import (
+    bootstrap_ci,
+    budget_partner,
+    comparison,
+    comparison_markdown,
+    paired_differences,
+    rank_spread,
+)
 from arena_seg.bench.protocol import CPU
 
 
@@ -49,6 +56,27 @@ def test_spread_kept_share_and_best_lora():
     assert best["lora"] == "lora-r4" and best["mean"] == pytest.approx(0.0)
     text = "\n".join(comparison_markdown(_results()))
     assert "| arena-r16 | lora-r16 | 5 | 3 | +0.200 |" in text and "arena-r16 40%" in text
+
+
+def test_budget_partner_is_the_smallest_lora_at_least_as_large_as_what_arena_keeps():
+    results = _results()  # arena-r16 keeps 40 parameters, arena-r8 30; both LoRAs train 100
+    results["runs"] += [_run("lora-r2", 5, s, 0.1, (35, 35)) for s in range(3)]
+    assert budget_partner(results, "arena-r8") == "lora-r2"  # 35 >= 30
+    assert budget_partner(results, "arena-r16") in ("lora-r16", "lora-r4")  # 35 < 40: the next size up
+    results["runs"] = [r for r in results["runs"] if r["method"] != "lora-r2"]
+    for r in results["runs"]:
+        if r["method"] == "lora-r4":
+            r["params_start"] = r["params_end"] = 60
+    assert budget_partner(results, "arena-r16") == "lora-r4"
+    comp = comparison(results)
+    by_arena = {row["arena"]: row for row in comp["vs_budget"]}
+    assert by_arena["arena-r16"]["lora"] == "lora-r4" and by_arena["arena-r16"]["mean"] == pytest.approx(0.0)
+    assert by_arena["arena-r8"]["mean"] == pytest.approx(-0.1)  # r8 (0.5, 0.6, 0.7) vs lora-r4's 0.7
+    text = "\n".join(comparison_markdown(results))
+    assert "smallest LoRA with at least ARENA's final parameters" in text
+    assert "| arena-r8 | lora-r4 | 5 | 3 | -0.100 |" in text
+    results["runs"] = [r for r in results["runs"] if r["family"] != "lora"]
+    assert budget_partner(results, "arena-r16") is None
 
 
 def test_cpu_preset_trains_every_k_the_same_number_of_steps():

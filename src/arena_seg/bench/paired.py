@@ -65,13 +65,26 @@ def kept_share(results: dict, method: str) -> float | None:
                   if r["method"] == method and r["params_start"]])
 
 
+def budget_partner(results: dict, arena: str) -> str | None:
+    """The smallest LoRA that trains at least as many parameters as ``arena`` keeps (mean over its runs): beating
+    it means better Dice for no more parameters. None when every LoRA is smaller."""
+    kept = _mean([r["params_end"] for r in results["runs"] if r["method"] == arena])
+    sizes = {r["method"]: r["params_start"] for r in results["runs"] if r["family"] == "lora"}
+    larger = {m: n for m, n in sizes.items() if kept is not None and n >= kept}
+    return min(larger, key=larger.get) if larger else None
+
+
 def comparison(results: dict) -> dict:
     """Everything issue 14's targets need, from the runs there are (missing methods give empty entries)."""
     methods = {r["method"] for r in results["runs"]}
     loras = sorted(m for m in methods if m.startswith("lora-r"))
     out = {"vs_lora_r16": paired_differences(results, "arena-r16", "lora-r16") if "lora-r16" in methods else [],
            "vs_best_lora": [], "spread": {f: rank_spread(results, f) for f in ("arena", "lora")},
-           "kept": {m: kept_share(results, m) for m in sorted(methods) if m.startswith("arena-r")}}
+           "kept": {m: kept_share(results, m) for m in sorted(methods) if m.startswith("arena-r")}, "vs_budget": []}
+    for arena in sorted((m for m in methods if m.startswith("arena-r")), key=lambda m: int(m[len("arena-r"):])):
+        partner = budget_partner(results, arena)
+        if partner is not None:
+            out["vs_budget"] += paired_differences(results, arena, partner)
     dice = _novel_by_run(results)
     for k in sorted({key[1] for key in dice}):
         means = {m: _mean([v for (mm, kk, _), v in dice.items() if mm == m and kk == k]) for m in loras}
@@ -91,6 +104,13 @@ def comparison_markdown(results: dict) -> list[str]:
         lines += ["## ARENA − LoRA, paired (novel organs, same seeds and shots)", "",
                   "| ARENA | LoRA | k | seeds | mean difference | bootstrap 95 % CI |", "|---|---|---|---|---|---|"]
         for r in rows:
+            ci = f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]" if r["ci95"] else "n/a"
+            lines.append(f"| {r['arena']} | {r['lora']} | {r['k']} | {len(r['seeds'])} | {r['mean']:+.3f} | {ci} |")
+        lines.append("")
+    if comp["vs_budget"]:
+        lines += ["## ARENA − the smallest LoRA with at least ARENA's final parameters, paired", "",
+                  "| ARENA | LoRA | k | seeds | mean difference | bootstrap 95 % CI |", "|---|---|---|---|---|---|"]
+        for r in comp["vs_budget"]:
             ci = f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]" if r["ci95"] else "n/a"
             lines.append(f"| {r['arena']} | {r['lora']} | {r['k']} | {len(r['seeds'])} | {r['mean']:+.3f} | {ci} |")
         lines.append("")
