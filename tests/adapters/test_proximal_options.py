@@ -120,9 +120,9 @@ def test_lam_weight_params_scales_each_layer_by_the_root_of_its_rank_cost():
     proximal_step(model, lr=1.0)  # threshold lr * λ * w per layer
     assert _close(model[0].gate, [1 - 0.1 * weights[0]] * 2)
     assert _close(model[1].gate, [1 - 0.1 * weights[1]] * 2)
-    # the default leaves one λ for every layer
+    # "none" leaves one λ for every layer
     plain = nn.Sequential(nn.Linear(4, 4), nn.Linear(16, 32))
-    inject(plain, ArenaConfig(rank=2, targets=(r"^\d$",)))
+    inject(plain, ArenaConfig(rank=2, targets=(r"^\d$",), lam_weight="none"))
     assert [plain[0].lam_weight, plain[1].lam_weight] == [1.0, 1.0]
 
 
