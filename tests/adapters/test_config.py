@@ -8,7 +8,7 @@ from arena_seg.adapters import ArenaConfig, lora_config
 
 def test_defaults():
     c = ArenaConfig()
-    assert (c.rank, c.lam, c.alpha, c.gate_init, c.prox, c.lam_weight) == (16, 1e-4, None, 1.0, "adam", "params")
+    assert (c.rank, c.lam, c.alpha, c.gate_init, c.prox, c.lam_weight) == (64, 1e-4, None, 1.0, "adam", "params")
     assert (c.gate_lr_mult, c.gate_optimizer, c.lam_warmup, c.lam_ramp, c.min_rank, c.refit) == (
         10.0, "adamw", 0.1, 0.3, 1, 0.1)
     assert c.targets == (r"qkv$",) and c.trainable == ()
