@@ -65,3 +65,13 @@ def test_summary_and_markdown_average_over_seeds_by_group():
     text = fewshot_markdown(results)
     assert "| arena-r8 |" in text and "**0.500 ± 0.141**" in text and "l1: 3, l2: 5" in text
     assert short_names(["a.l1.qkv", "a.l2.qkv"]) == {"a.l1.qkv": "l1", "a.l2.qkv": "l2"}
+
+
+def test_markdown_parameters_at_the_end_are_the_mean_over_every_k():
+    runs = [_run("arena-r8", "arena", 8, k, 0, {"liver": 0.9, "gallbladder": 0.5}) for k in (1, 5)]
+    runs[0]["params_end"], runs[1]["params_end"] = 60, 40  # ARENA keeps a different share at each k
+    results = {"organs": {"liver": "base", "gallbladder": "novel"}, "methods": ["arena-r8"],
+               "preset": {"name": "quick", "seeds": [0], "epochs": 1, "num_samples": 1, "lr": 0.002, "lam": 1.0},
+               "model": "default", "data": "phantoms", "test": ["t0"], "host": {"device": "cpu"}, "seconds": 3,
+               "runs": runs}
+    assert "| arena-r8 | 100 → 50 |" in fewshot_markdown(results)

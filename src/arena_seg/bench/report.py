@@ -101,7 +101,9 @@ def fewshot_markdown(results: dict) -> str:
     rows = []
     for m in methods:
         first = next(by[(m, k)] for k in shots if (m, k) in by)
-        cells = [m, f"{first['params_start']:,.0f} → {first['params_end']:,.0f}"]
+        # what ARENA keeps differs with k: the mean over every run of the method, not k's first row
+        ends = [r["params_end"] for r in results["runs"] if r["method"] == m]
+        cells = [m, f"{first['params_start']:,.0f} → {_mean(ends) if ends else first['params_end']:,.0f}"]
         for k in shots:
             for g in groups:
                 r = by.get((m, k))
