@@ -29,27 +29,25 @@ from arena_seg.training.evaluate import evaluate
 VARIANTS = {
     # the former default (prox "lr", λ 0.5, no schedule, no floor, no refit), written out so it stays what it was
     "arena": {"method": "arena", "prox": "lr", "lam": 0.5, "lam_warmup": 0.0, "lam_ramp": 0.0, "min_rank": 0,
-              "refit": 0.0},
+              "refit": 0.0, "lam_weight": "none"},
     "lora": {"method": "lora"},
     # proximal Adam: λ in the loss's units (a gate lives while its mean |dL/dg| exceeds λ), SoRA-style λ = 0 for
     # the first 10 % of the steps and a ramp over the next 30 %, a 10 % refit at the end, no layer below rank 1.
     # Gate gradients measured by --probe after 2 epochs: 1e-7 (deep qkv) to 3e-4 (decoder1), growing with B
     "adam6": {"method": "arena", "prox": "adam", "lam": 1e-6, "lam_warmup": 0.1, "lam_ramp": 0.3, "refit": 0.1,
-              "min_rank": 1},
+              "min_rank": 1, "lam_weight": "none"},
     "adam5": {"method": "arena", "prox": "adam", "lam": 1e-5, "lam_warmup": 0.1, "lam_ramp": 0.3, "refit": 0.1,
-              "min_rank": 1},
+              "min_rank": 1, "lam_weight": "none"},
     "adam4": {"method": "arena", "prox": "adam", "lam": 1e-4, "lam_warmup": 0.1, "lam_ramp": 0.3, "refit": 0.1,
-              "min_rank": 1},
+              "min_rank": 1, "lam_weight": "none"},
     # plain proximal SGD on the gates: with gradients of 1e-7..3e-4 and a gate lr of 0.05 a gate moves 1e-8..1e-5
     # a step, so the gates stay where they start (not run: the probe's numbers rule it out)
     "sgd": {"method": "arena", "gate_optimizer": "sgd", "lam": 1e-5, "lam_warmup": 0.1, "lam_ramp": 0.3,
-            "refit": 0.1, "min_rank": 1},
-    "lr-mult1": {"method": "arena", "gate_lr_mult": 1.0},
+            "refit": 0.1, "min_rank": 1, "lam_weight": "none"},
+    "lr-mult1": {"method": "arena", "gate_lr_mult": 1.0, "lam": 1e-5, "lam_weight": "none"},
     # group-lasso λ (issue 14's parameter target): each layer's λ times sqrt(its parameters per rank / their mean)
     "params3e-5": {"method": "arena", "lam": 3e-5, "lam_weight": "params"},
     "params1e-4": {"method": "arena", "lam": 1e-4, "lam_weight": "params"},
-    "params3e-4": {"method": "arena", "lam": 3e-4, "lam_weight": "params"},
-    "adam3e-5": {"method": "arena", "lam": 3e-5},
 }
 
 
@@ -113,7 +111,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("out")
     p.add_argument("--organ", nargs="+", default=["gallbladder"], help="novel organ(s), learnt with the liver")
-    p.add_argument("--rank", type=int, default=None, help="initial rank (default: ArenaConfig's)")
+    p.add_argument("--rank", type=int, default=16, help="initial rank (default 16, as the first runs)")
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--epochs", type=int, default=24)
@@ -132,8 +130,8 @@ def main() -> None:
     base, spec = load_model("default")
     organs = {**{o: PHANTOM_LABELS[o] for o in args.organ}, "liver": PHANTOM_LABELS["liver"]}  # novel + a base one
     organ = "+".join(args.organ)
-    rank = {} if args.rank is None else {"rank": args.rank}
-    tag = "" if args.rank is None else f"-r{args.rank}"
+    rank = {"rank": args.rank}
+    tag = "" if args.rank == 16 else f"-r{args.rank}"  # the first runs' file names had no rank
     if args.probe:
         probe(base, spec, organs, draw_support(pool, args.shots, args.seeds[0]))
         return

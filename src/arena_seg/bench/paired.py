@@ -95,25 +95,24 @@ def comparison(results: dict) -> dict:
     return out
 
 
+def _pairs_table(title: str, rows: list[dict]) -> list[str]:
+    """A markdown section of paired differences (rows of :func:`paired_differences`); nothing when there are none."""
+    if not rows:
+        return []
+    lines = [f"## {title}", "", "| ARENA | LoRA | k | seeds | mean difference | bootstrap 95 % CI |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        ci = f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]" if r["ci95"] else "n/a"
+        lines.append(f"| {r['arena']} | {r['lora']} | {r['k']} | {len(r['seeds'])} | {r['mean']:+.3f} | {ci} |")
+    return [*lines, ""]
+
+
 def comparison_markdown(results: dict) -> list[str]:
     """Markdown lines of :func:`comparison` (empty when ARENA and LoRA did not both run)."""
     comp = comparison(results)
-    lines = []
-    rows = comp["vs_lora_r16"] + comp["vs_best_lora"]
-    if rows:
-        lines += ["## ARENA − LoRA, paired (novel organs, same seeds and shots)", "",
-                  "| ARENA | LoRA | k | seeds | mean difference | bootstrap 95 % CI |", "|---|---|---|---|---|---|"]
-        for r in rows:
-            ci = f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]" if r["ci95"] else "n/a"
-            lines.append(f"| {r['arena']} | {r['lora']} | {r['k']} | {len(r['seeds'])} | {r['mean']:+.3f} | {ci} |")
-        lines.append("")
-    if comp["vs_budget"]:
-        lines += ["## ARENA − the smallest LoRA with at least ARENA's final parameters, paired", "",
-                  "| ARENA | LoRA | k | seeds | mean difference | bootstrap 95 % CI |", "|---|---|---|---|---|---|"]
-        for r in comp["vs_budget"]:
-            ci = f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]" if r["ci95"] else "n/a"
-            lines.append(f"| {r['arena']} | {r['lora']} | {r['k']} | {len(r['seeds'])} | {r['mean']:+.3f} | {ci} |")
-        lines.append("")
+    lines = _pairs_table("ARENA − LoRA, paired (novel organs, same seeds and shots)",
+                         comp["vs_lora_r16"] + comp["vs_best_lora"])
+    lines += _pairs_table("ARENA − the smallest LoRA with at least ARENA's final parameters, paired", comp["vs_budget"])
     spread_rows = [(f, k, v) for f, by_k in comp["spread"].items() for k, v in by_k.items()]
     if spread_rows:
         lines += ["## Spread over initial ranks (novel Dice, mean over seeds)", "",

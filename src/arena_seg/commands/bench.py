@@ -30,8 +30,8 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
                                    f"{QUICK.seeds}, {QUICK.epochs} epochs, {' '.join(QUICK.methods)}, organs "
                                    f"{', '.join(QUICK.organs)} (about 10-11 min on an idle 2-core CPU). --preset cpu: "
                                    f"k {CPU.shots}, seeds {CPU.seeds}, {CPU.steps} steps a run, "
-                                   f"{' '.join(CPU.methods)}, organs {', '.join(CPU.organs)} (about 2.6 h on 2 cores with "
-                                   "--jobs 2; stop it any time and pick it up with --resume).")
+                                   f"{' '.join(CPU.methods)}, organs {', '.join(CPU.organs)} (about 2.6 h on 2 cores "
+                                   "with --jobs 2; stop it any time and pick it up with --resume).")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="overwrite results already in --out")
     p.add_argument("--preset", choices=("quick", "cpu", "full"), default=None,
